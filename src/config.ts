@@ -1,0 +1,138 @@
+import { z } from 'zod';
+
+/**
+ * The service's configuration, read from the environment and validated at start-up. A bad value stops the
+ * process with one line per problem; no line ever contains a secret's value.
+ */
+export interface Config {
+  zitadelUrl: URL;
+  zitadelToken: string;
+  signingKeys: string[];
+  sessionLimit: number;
+  signatureToleranceSeconds: number;
+  port: number;
+  host: string;
+  logLevel: LogLevel;
+}
+
+const logLevels = ['fatal', 'error', 'warn', 'info', 'debug', 'trace', 'silent'] as const;
+export type LogLevel = (typeof logLevels)[number];
+
+/** An unset variable and an empty one mean the same: use the default, or complain when it is required. */
+const blankToUndefined = (value: unknown) => (typeof value === 'string' && value.trim() === '' ? undefined : value);
+
+function integer(name: string, min: number, max: number, fallback: number) {
+  return z.preprocess(
+    blankToUndefined,
+    z
+      .string()
+      .regex(/^\s*\d+\s*$/, { error: `${name} must be a whole number between ${min} and ${max}` })
+      .transform(Number)
+      .refine((n) => n >= min && n <= max, { error: `${name} must be a whole number between ${min} and ${max}` })
+      .default(fallback),
+  );
+}
+
+function required(name: string, what: string) {
+  return z.preprocess(
+    blankToUndefined,
+    z.string({ error: `${name} is required: ${what}` }),
+  );
+}
+
+const schema = z.object({
+  ZITADEL_URL: required('ZITADEL_URL', 'the base URL of your ZITADEL instance, e.g. https://my-instance.zitadel.cloud').pipe(
+    z.string().refine(
+      (value) => {
+        try {
+          const url = new URL(value);
+          return (url.protocol === 'https:' || url.protocol === 'http:') && url.username === '' && url.password === '';
+        } catch {
+          return false;
+        }
+      },
+      { error: 'ZITADEL_URL must be an https:// (or, for a local ZITADEL, http://) URL without credentials' },
+    ),
+  ),
+  ZITADEL_TOKEN: required(
+    'ZITADEL_TOKEN',
+    'a personal access token of a service user holding session.read and session.delete (e.g. IAM_USER_MANAGER)',
+  ).pipe(z.string().regex(/^\S+$/, { error: 'ZITADEL_TOKEN must not contain whitespace' })),
+  ZITADEL_SIGNING_KEYS: required(
+    'ZITADEL_SIGNING_KEYS',
+    "the target's signing key from ZITADEL; during a rotation several, separated by commas",
+  ).pipe(
+    z
+      .string()
+      .transform((value) => value.split(',').map((key) => key.trim()))
+      .refine((keys) => keys.every((key) => key.length > 0), {
+        error: 'ZITADEL_SIGNING_KEYS must be one key or several separated by single commas, with no empty entry',
+      })
+      .refine((keys) => keys.every((key) => !/\s/.test(key)), {
+        error: 'ZITADEL_SIGNING_KEYS: a key must not contain whitespace',
+      }),
+  ),
+  SESSION_LIMIT: integer('SESSION_LIMIT', 1, 10_000, 2),
+  SIGNATURE_TOLERANCE_SECONDS: integer('SIGNATURE_TOLERANCE_SECONDS', 1, 3600, 300),
+  PORT: integer('PORT', 0, 65_535, 8080),
+  HOST: z.preprocess(blankToUndefined, z.string().default('0.0.0.0')),
+  LOG_LEVEL: z.preprocess(
+    (value) => (typeof value === 'string' ? blankToUndefined(value.toLowerCase()) : value),
+    z.enum(logLevels, { error: `LOG_LEVEL must be one of ${logLevels.join(', ')}` }).default('info'),
+  ),
+});
+
+export class ConfigError extends Error {
+  readonly problems: string[];
+  constructor(problems: string[]) {
+    super(`invalid configuration:\n${problems.join('\n')}`);
+    this.name = 'ConfigError';
+    this.problems = problems;
+  }
+}
+
+export interface LoadedConfig {
+  config: Config;
+  /** Things worth telling the operator at start-up that do not stop it. */
+  warnings: string[];
+}
+
+/** Reads and validates the configuration; throws `ConfigError` listing every problem, one line each. */
+export function loadConfig(env: Record<string, string | undefined>): LoadedConfig {
+  const result = schema.safeParse(env);
+  if (!result.success) {
+    // Our own messages name the variable; zod's defaults never echo the input, so no secret can leak here.
+    const problems = result.error.issues.map((issue) => {
+      const variable = String(issue.path[0] ?? 'environment');
+      return issue.message.startsWith(variable) ? issue.message : `${variable}: ${issue.message}`;
+    });
+    throw new ConfigError([...new Set(problems)]);
+  }
+  const env_ = result.data;
+  const zitadelUrl = new URL(env_.ZITADEL_URL);
+  const warnings: string[] = [];
+  if (zitadelUrl.protocol === 'http:' && !isLoopback(zitadelUrl.hostname)) {
+    warnings.push(
+      `ZITADEL_URL uses plain http:// to ${zitadelUrl.hostname}, which is not a loopback address: the access token ` +
+        'travels unencrypted. Use https:// outside local development.',
+    );
+  }
+  return {
+    config: {
+      zitadelUrl,
+      zitadelToken: env_.ZITADEL_TOKEN,
+      signingKeys: env_.ZITADEL_SIGNING_KEYS,
+      sessionLimit: env_.SESSION_LIMIT,
+      signatureToleranceSeconds: env_.SIGNATURE_TOLERANCE_SECONDS,
+      port: env_.PORT,
+      host: env_.HOST,
+      logLevel: env_.LOG_LEVEL,
+    },
+    warnings,
+  };
+}
+
+export function isLoopback(hostname: string): boolean {
+  const host = hostname.replace(/^\[|\]$/g, '');
+  return host === 'localhost' || host === '::1' || /^127(?:\.\d{1,3}){3}$/.test(host);
+}

@@ -1,0 +1,94 @@
+/**
+ * Every error this service answers with, in one place: the stable code (shared by HTTP responses, logs and
+ * the README), its HTTP status, and a message that says what to do next.
+ *
+ * Messages never contain request data: the payloads carry plaintext passwords and live session tokens.
+ */
+export const errorCatalog = {
+  ERR_SIGNATURE_MISSING: {
+    status: 401,
+    message:
+      'The ZITADEL-Signature header is missing. Register this endpoint as an Actions v2 target in ZITADEL; ' +
+      'only ZITADEL-signed requests are accepted.',
+  },
+  ERR_SIGNATURE_MALFORMED: {
+    status: 401,
+    message:
+      'The ZITADEL-Signature header is not of the form t=<unix seconds>,v1=<hex>. Check that nothing between ' +
+      'ZITADEL and this service rewrites the header.',
+  },
+  ERR_SIGNATURE_MISMATCH: {
+    status: 401,
+    message:
+      'No v1 signature matches any configured key. Check ZITADEL_SIGNING_KEYS against the target\'s signing ' +
+      'key, and that the raw body reaches this service unchanged.',
+  },
+  ERR_SIGNATURE_STALE: {
+    status: 401,
+    message:
+      'The signature timestamp is older than SIGNATURE_TOLERANCE_SECONDS allows. Check the clocks of ZITADEL ' +
+      'and this service; replayed requests are refused.',
+  },
+  ERR_SIGNATURE_FUTURE: {
+    status: 401,
+    message:
+      'The signature timestamp lies further in the future than the allowed clock skew. Synchronise the clocks ' +
+      'of ZITADEL and this service (NTP).',
+  },
+  ERR_UNSUPPORTED_MEDIA_TYPE: {
+    status: 415,
+    message: 'Send the payload as Content-Type: application/json, as ZITADEL does.',
+  },
+  ERR_BODY_TOO_LARGE: {
+    status: 413,
+    message: 'The body exceeds 256 KiB; ZITADEL session payloads are far smaller. Check the target binding.',
+  },
+  ERR_BODY_NOT_JSON: {
+    status: 400,
+    message: 'The signature is valid but the body is not JSON. Check what is bound to this target.',
+  },
+  ERR_PAYLOAD_INVALID: {
+    status: 400,
+    message:
+      'The signature is valid but the body is not an Actions v2 execution payload this service understands. ' +
+      'Bind the target to the response of SessionService CreateSession and SetSession, with payload type JSON.',
+  },
+  ERR_ZITADEL_UNAVAILABLE: {
+    status: 503,
+    message: 'ZITADEL could not be reached or timed out; the limit was not enforced for this login. Check ZITADEL_URL and the network.',
+  },
+  ERR_ZITADEL_REFUSED: {
+    status: 502,
+    message:
+      'ZITADEL refused a call; the limit was not enforced for this login. Check that ZITADEL_TOKEN is valid and ' +
+      'holds session.read and session.delete (e.g. role IAM_USER_MANAGER).',
+  },
+  ERR_NOT_FOUND: {
+    status: 404,
+    message: 'No such route. The webhook endpoint is POST /webhooks/zitadel.',
+  },
+  ERR_INTERNAL: {
+    status: 500,
+    message: 'An unexpected error occurred; the log has the details.',
+  },
+} as const satisfies Record<string, { status: number; message: string }>;
+
+export type ErrorCode = keyof typeof errorCatalog;
+
+/** An error with a stable code and an HTTP status, safe to show to the caller. */
+export class ServiceError extends Error {
+  readonly code: ErrorCode;
+  readonly statusCode: number;
+
+  constructor(code: ErrorCode, detail?: string) {
+    const entry = errorCatalog[code];
+    super(detail ? `${entry.message} (${detail})` : entry.message);
+    this.name = 'ServiceError';
+    this.code = code;
+    this.statusCode = entry.status;
+  }
+
+  toJSON(): { error: ErrorCode; message: string } {
+    return { error: this.code, message: this.message };
+  }
+}

@@ -1,0 +1,60 @@
+import { z } from 'zod';
+import { ServiceError } from './errors.js';
+
+export const CREATE_SESSION = '/zitadel.session.v2.SessionService/CreateSession';
+export const SET_SESSION = '/zitadel.session.v2.SessionService/SetSession';
+
+/** The `request.checks` entries that verify a credential; `user` alone (the login-name step) does not. */
+export const CREDENTIAL_CHECKS = ['password', 'webAuthN', 'idpIntent', 'totp', 'otpSms', 'otpEmail'] as const;
+
+/** What the service does with one webhook. */
+export type WebhookAction =
+  /** A method this service does not handle: answer 204, do nothing. */
+  | { kind: 'ignore'; method: string }
+  /** A session call that verified no credential (login name, challenge request): no session became active. */
+  | { kind: 'skip'; method: string; sessionId: string }
+  /** A credential was verified on this session: enforce the limit for its user. */
+  | { kind: 'enforce'; method: string; sessionId: string };
+
+// Only the fields we read are kept (zod strips the rest), so the password and session tokens never leave
+// this function inside the returned value.
+const checksSchema = z.record(z.string(), z.unknown()).optional();
+const envelopeSchema = z.object({
+  fullMethod: z.string().min(1),
+  request: z.object({ sessionId: z.string().optional(), checks: checksSchema }).optional(),
+  response: z.object({ sessionId: z.string().optional() }).optional(),
+});
+
+function invalid(detail: string): ServiceError {
+  return new ServiceError('ERR_PAYLOAD_INVALID', detail);
+}
+
+/**
+ * Reads an Actions v2 execution payload (already JSON-parsed) and decides what to do with it. Pure: no I/O.
+ * Throws `ServiceError('ERR_PAYLOAD_INVALID')` for a payload that is not one this service understands; the
+ * error names the offending field, never its value.
+ */
+export function interpretPayload(payload: unknown): WebhookAction {
+  const parsed = envelopeSchema.safeParse(payload);
+  if (!parsed.success) {
+    const first = parsed.error.issues[0];
+    const where = first && first.path.length > 0 ? first.path.join('.') : 'body';
+    throw invalid(`${where}: ${first?.message ?? 'not an execution payload'}`);
+  }
+  const { fullMethod, request, response } = parsed.data;
+
+  let sessionId: string | undefined;
+  if (fullMethod === CREATE_SESSION) {
+    sessionId = response?.sessionId;
+    if (!sessionId) throw invalid('a CreateSession payload needs response.sessionId');
+  } else if (fullMethod === SET_SESSION) {
+    sessionId = request?.sessionId;
+    if (!sessionId) throw invalid('a SetSession payload needs request.sessionId');
+  } else {
+    return { kind: 'ignore', method: fullMethod };
+  }
+
+  const checks = request?.checks ?? {};
+  const verifiesCredential = CREDENTIAL_CHECKS.some((name) => checks[name] !== undefined && checks[name] !== null);
+  return { kind: verifiesCredential ? 'enforce' : 'skip', method: fullMethod, sessionId };
+}

@@ -1,0 +1,77 @@
+import { timingSafeEqual } from 'node:crypto';
+import { ServiceError } from '../errors.js';
+import { computeSignature } from './sign.js';
+
+export interface ParsedSignatureHeader {
+  timestamp: number;
+  /** The decoded `v1` entries; entries that are not hex are skipped, as ZITADEL's own validator does. */
+  signatures: Buffer[];
+}
+
+const HEX = /^(?:[0-9a-fA-F]{2})*$/;
+const INTEGER = /^[+-]?\d+$/;
+
+/**
+ * Parses `t=<unix seconds>,v1=<hex>[,v1=<hex>...]` with the rules of ZITADEL's validator: every comma-separated
+ * pair must hold exactly one `=`, `t` must be an integer, `v1` entries that are not hex are skipped and other
+ * names are ignored. Throws a `ServiceError` (401) for a header ZITADEL would refuse.
+ */
+export function parseSignatureHeader(header: string | undefined): ParsedSignatureHeader {
+  if (header === undefined || header === '') throw new ServiceError('ERR_SIGNATURE_MISSING');
+  let timestamp: number | undefined;
+  const signatures: Buffer[] = [];
+  for (const pair of header.split(',')) {
+    const parts = pair.split('=');
+    if (parts.length !== 2) throw new ServiceError('ERR_SIGNATURE_MALFORMED', 'a pair without exactly one "="');
+    const [name, value] = parts as [string, string];
+    if (name === 't') {
+      if (!INTEGER.test(value)) throw new ServiceError('ERR_SIGNATURE_MALFORMED', 't is not an integer');
+      timestamp = Number(value);
+    } else if (name === 'v1' && HEX.test(value)) {
+      signatures.push(Buffer.from(value, 'hex'));
+    }
+  }
+  if (timestamp === undefined || !Number.isSafeInteger(timestamp)) {
+    throw new ServiceError('ERR_SIGNATURE_MALFORMED', 'no usable t entry');
+  }
+  if (signatures.length === 0) throw new ServiceError('ERR_SIGNATURE_MALFORMED', 'no v1 entry');
+  return { timestamp, signatures };
+}
+
+export interface VerifyOptions {
+  /** The raw body bytes as received; never a re-serialisation. */
+  body: Uint8Array;
+  header: string | undefined;
+  /** Every key that may have signed (several during a rotation). */
+  keys: readonly string[];
+  /** Maximum age of a signature, in seconds (>= 1). */
+  toleranceSeconds: number;
+  /** Maximum clock skew into the future, in seconds; defaults to min(60, toleranceSeconds). */
+  futureSkewSeconds?: number;
+  /** Current time in milliseconds; injectable for tests. */
+  now?: number;
+}
+
+/**
+ * Verifies a ZITADEL Actions v2 signature. Returns the signed timestamp, or throws a `ServiceError` whose code
+ * says why the request is refused (missing, malformed, stale, future, mismatch).
+ */
+export function verifySignature(options: VerifyOptions): { timestamp: number } {
+  const { body, keys, toleranceSeconds } = options;
+  if (!(toleranceSeconds >= 1)) throw new RangeError('toleranceSeconds must be at least 1');
+  if (keys.length === 0) throw new RangeError('at least one signing key is needed');
+  const { timestamp, signatures } = parseSignatureHeader(options.header);
+
+  const nowSeconds = (options.now ?? Date.now()) / 1000;
+  const futureSkew = options.futureSkewSeconds ?? Math.min(60, toleranceSeconds);
+  if (nowSeconds - timestamp > toleranceSeconds) throw new ServiceError('ERR_SIGNATURE_STALE');
+  if (timestamp - nowSeconds > futureSkew) throw new ServiceError('ERR_SIGNATURE_FUTURE');
+
+  for (const key of keys) {
+    const expected = computeSignature(key, timestamp, body);
+    for (const candidate of signatures) {
+      if (candidate.length === expected.length && timingSafeEqual(candidate, expected)) return { timestamp };
+    }
+  }
+  throw new ServiceError('ERR_SIGNATURE_MISMATCH');
+}

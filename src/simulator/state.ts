@@ -1,0 +1,192 @@
+import { randomBytes } from 'node:crypto';
+import { Code } from '@connectrpc/connect';
+
+/**
+ * The in-memory state of a simulated ZITADEL, with ZITADEL's semantics for what this project touches
+ * (shared/ZITADEL.md section 4). It is the truth the tests assert on; the gRPC services only expose it.
+ */
+
+export type Permission = 'session.read' | 'session.write' | 'session.delete';
+export const ALL_PERMISSIONS: readonly Permission[] = ['session.read', 'session.write', 'session.delete'];
+
+export const CREDENTIAL_FACTOR_NAMES = ['password', 'webAuthN', 'intent', 'totp', 'otpSms', 'otpEmail'] as const;
+export type SimFactorName = (typeof CREDENTIAL_FACTOR_NAMES)[number];
+
+export interface SimSession {
+  id: string;
+  userId: string;
+  loginName: string;
+  organizationId: string;
+  creationDate: Date;
+  changeDate: Date;
+  sequence: bigint;
+  /** When the user check was verified. */
+  userVerifiedAt: Date;
+  /** When each credential factor was last verified. */
+  factors: Partial<Record<SimFactorName, Date>>;
+  expirationDate?: Date | undefined;
+  fingerprintId?: string | undefined;
+  description?: string | undefined;
+  /** The session token; ZITADEL hands it to the login only. */
+  token: string;
+}
+
+export interface SessionSeed {
+  userId: string;
+  id?: string;
+  loginName?: string;
+  organizationId?: string;
+  creationDate?: Date;
+  factors?: Partial<Record<SimFactorName, Date>>;
+  expirationDate?: Date;
+  fingerprintId?: string;
+  description?: string;
+}
+
+export type SimMethod = 'GetSession' | 'ListSessions' | 'DeleteSession' | 'CreateSession' | 'SetSession';
+
+export interface RecordedCall {
+  method: SimMethod;
+  /** The session the call named, if any. */
+  sessionId?: string;
+  /** The user a ListSessions filtered on, if any. */
+  userId?: string;
+  /** Page size and offset of a ListSessions. */
+  limit?: number;
+  offset?: number;
+  code: Code | 'ok';
+}
+
+export interface Fault {
+  code: Code;
+  /** How many calls fail; Infinity for all until cleared. */
+  times: number;
+  message?: string;
+}
+
+/**
+ * When ListSessions sees writes: `'until-read'` (ZITADEL's default behaviour: a GetSession brings the projection
+ * up to date), `'immediate'`, or a lag in milliseconds after which a write becomes visible on its own.
+ */
+export type ProjectionMode = 'until-read' | 'immediate' | number;
+
+export class SimulatorState {
+  readonly sessions = new Map<string, SimSession>();
+  readonly calls: RecordedCall[] = [];
+  readonly tokens = new Map<string, Set<Permission>>();
+  projectionMode: ProjectionMode;
+  /** Added before every call answers, per method or for all (`'*'`). */
+  latencyMs: Partial<Record<SimMethod | '*', number>> = {};
+  now: () => Date;
+
+  /** What ListSessions reads: a copy of the sessions as of the last projection update. */
+  #projection = new Map<string, SimSession>();
+  #faults = new Map<SimMethod | '*', Fault>();
+  #nextId = 300_000_000_000_001_000n;
+  #sequence = 0n;
+  #lagTimers = new Set<NodeJS.Timeout>();
+
+  constructor(options: { projectionMode?: ProjectionMode; now?: () => Date } = {}) {
+    this.projectionMode = options.projectionMode ?? 'until-read';
+    this.now = options.now ?? (() => new Date());
+  }
+
+  newId(): string {
+    return String(this.#nextId++);
+  }
+
+  nextSequence(): bigint {
+    return ++this.#sequence;
+  }
+
+  /** Adds a session as if a login had written it (it reaches ListSessions per the projection mode). */
+  seedSession(seed: SessionSeed): SimSession {
+    const now = this.now();
+    const creationDate = seed.creationDate ?? now;
+    const session: SimSession = {
+      id: seed.id ?? this.newId(),
+      userId: seed.userId,
+      loginName: seed.loginName ?? `user-${seed.userId}@example.com`,
+      organizationId: seed.organizationId ?? '300000000000000002',
+      creationDate,
+      changeDate: creationDate,
+      sequence: this.nextSequence(),
+      userVerifiedAt: creationDate,
+      factors: { ...seed.factors },
+      expirationDate: seed.expirationDate,
+      fingerprintId: seed.fingerprintId,
+      description: seed.description,
+      token: randomBytes(24).toString('base64url'),
+    };
+    this.sessions.set(session.id, session);
+    this.written();
+    return session;
+  }
+
+  terminate(sessionId: string): void {
+    if (this.sessions.delete(sessionId)) this.written();
+  }
+
+  /** Call after every write: makes it visible to ListSessions according to the projection mode. */
+  written(): void {
+    const mode = this.projectionMode;
+    if (mode === 'immediate') this.updateProjection();
+    else if (typeof mode === 'number') {
+      // The write is visible at the latest after the lag; an earlier update (a GetSession) shows it sooner.
+      const timer = setTimeout(() => {
+        this.#lagTimers.delete(timer);
+        this.updateProjection();
+      }, mode);
+      timer.unref();
+      this.#lagTimers.add(timer);
+    }
+  }
+
+  /** Brings the projection up to date, as ZITADEL's GetSession does. */
+  updateProjection(): void {
+    this.#projection = new Map([...this.sessions].map(([id, s]) => [id, structuredClone(s)]));
+  }
+
+  /** The sessions ListSessions sees right now (possibly stale). */
+  projectedSessions(): SimSession[] {
+    return [...this.#projection.values()];
+  }
+
+  /** Makes the next `times` calls of `method` (or of every method: `'*'`) fail with `code`. */
+  injectFault(method: SimMethod | '*', fault: Fault): void {
+    this.#faults.set(method, { ...fault });
+  }
+
+  clearFaults(): void {
+    this.#faults.clear();
+  }
+
+  /** The fault the next call of `method` must fail with, if any; consumes one of its `times`. */
+  takeFault(method: SimMethod): Fault | undefined {
+    for (const key of [method, '*'] as const) {
+      const fault = this.#faults.get(key);
+      if (fault && fault.times > 0) {
+        fault.times -= 1;
+        if (fault.times === 0) this.#faults.delete(key);
+        return fault;
+      }
+    }
+    return undefined;
+  }
+
+  /** Sessions that a login would consider active now (verified credential, not expired). */
+  activeSessionsOf(userId: string): SimSession[] {
+    const now = this.now().getTime();
+    return [...this.sessions.values()].filter(
+      (s) =>
+        s.userId === userId &&
+        Object.keys(s.factors).length > 0 &&
+        (s.expirationDate === undefined || s.expirationDate.getTime() > now),
+    );
+  }
+
+  dispose(): void {
+    for (const timer of this.#lagTimers) clearTimeout(timer);
+    this.#lagTimers.clear();
+  }
+}

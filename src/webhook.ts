@@ -1,0 +1,83 @@
+import type { FastifyError, FastifyInstance, FastifyPluginAsync } from 'fastify';
+import type { SessionLimitEnforcer } from './enforcement/enforcer.js';
+import { ServiceError } from './errors.js';
+import { interpretPayload } from './payload.js';
+import { verifySignature } from './signature/verify.js';
+import { ZitadelCallError } from './zitadel/session-directory.js';
+
+export const WEBHOOK_PATH = '/webhooks/zitadel';
+export const BODY_LIMIT_BYTES = 256 * 1024;
+
+export interface WebhookOptions {
+  enforcer: Pick<SessionLimitEnforcer, 'enforce'>;
+  signingKeys: readonly string[];
+  signatureToleranceSeconds: number;
+  now: () => number;
+}
+
+/** Maps any error of the webhook route to our stable codes; nothing from the request is echoed. */
+export function toServiceError(error: unknown): ServiceError {
+  if (error instanceof ServiceError) return error;
+  if (error instanceof ZitadelCallError) {
+    return new ServiceError(error.unavailable ? 'ERR_ZITADEL_UNAVAILABLE' : 'ERR_ZITADEL_REFUSED', `${error.method} failed`);
+  }
+  const code = (error as FastifyError | undefined)?.code;
+  if (code === 'FST_ERR_CTP_INVALID_MEDIA_TYPE') return new ServiceError('ERR_UNSUPPORTED_MEDIA_TYPE');
+  if (code === 'FST_ERR_CTP_BODY_TOO_LARGE') return new ServiceError('ERR_BODY_TOO_LARGE');
+  if (code === 'FST_ERR_CTP_INVALID_CONTENT_LENGTH') return new ServiceError('ERR_BODY_NOT_JSON', 'Content-Length does not match the body');
+  return new ServiceError('ERR_INTERNAL');
+}
+
+/**
+ * POST /webhooks/zitadel. Encapsulated so that only this route keeps the body as raw bytes: the signature covers
+ * the exact bytes ZITADEL sent, so we verify first and parse after.
+ */
+export const webhookRoutes: FastifyPluginAsync<WebhookOptions> = async (app: FastifyInstance, options) => {
+  app.removeAllContentTypeParsers();
+  app.addContentTypeParser('application/json', { parseAs: 'buffer', bodyLimit: BODY_LIMIT_BYTES }, (_request, body, done) =>
+    done(null, body),
+  );
+
+  app.setErrorHandler((error, request, reply) => {
+    const serviceError = toServiceError(error);
+    if (serviceError.statusCode >= 500) {
+      // ZitadelCallError and unexpected errors carry no request data; the log names the failed call.
+      request.log.error({ err: error, code: serviceError.code }, 'webhook failed');
+    } else {
+      request.log.info({ code: serviceError.code, statusCode: serviceError.statusCode }, 'webhook rejected');
+    }
+    return reply.code(serviceError.statusCode).send(serviceError.toJSON());
+  });
+
+  app.post(WEBHOOK_PATH, async (request, reply) => {
+    const body = Buffer.isBuffer(request.body) ? request.body : Buffer.alloc(0);
+    const header = request.headers['zitadel-signature'];
+    verifySignature({
+      body,
+      header: Array.isArray(header) ? header.join(',') : header,
+      keys: options.signingKeys,
+      toleranceSeconds: options.signatureToleranceSeconds,
+      now: options.now(),
+    });
+
+    let payload: unknown;
+    try {
+      payload = JSON.parse(body.toString('utf8'));
+    } catch {
+      throw new ServiceError('ERR_BODY_NOT_JSON');
+    }
+    const action = interpretPayload(payload);
+    if (action.kind === 'ignore') {
+      request.log.debug({ outcome: 'ignored', method: action.method }, 'webhook for a method this service does not handle');
+    } else if (action.kind === 'skip') {
+      request.log.debug({ outcome: 'skipped', sessionId: action.sessionId }, 'no credential verified in this call');
+    } else {
+      const result = await options.enforcer.enforce(action.sessionId);
+      request.log.info(
+        { outcome: result.outcome, sessionId: action.sessionId, userId: result.userId, active: result.active, evicted: result.evicted.length },
+        'webhook handled',
+      );
+    }
+    return reply.code(204).send();
+  });
+};

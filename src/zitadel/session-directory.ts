@@ -1,0 +1,139 @@
+import { Code, ConnectError, type Client } from '@connectrpc/connect';
+import { Http2SessionManager } from '@connectrpc/connect-node';
+import type { Timestamp } from '@bufbuild/protobuf/wkt';
+import { createServerTransport } from '@zitadel/client/node';
+import { createSessionServiceClient } from '@zitadel/client/v2';
+import { SessionFieldName, type Session } from '@zitadel/proto/zitadel/session/v2/session_pb.js';
+import type { SessionService } from '@zitadel/proto/zitadel/session/v2/session_service_pb.js';
+import { CREDENTIAL_FACTORS, type SessionRecord } from '../enforcement/decision.js';
+
+/** The three Session API calls enforcement needs, in plain data. The seam between the logic and ZITADEL. */
+export interface SessionDirectory {
+  /** Reads one session (and brings ZITADEL's session projection up to date); undefined when it does not exist. */
+  getSession(sessionId: string): Promise<SessionRecord | undefined>;
+  /** Every session of the user, all pages. */
+  listUserSessions(userId: string): Promise<SessionRecord[]>;
+  /** Terminates a session; succeeds for an unknown or already terminated one (ZITADEL's delete is idempotent). */
+  deleteSession(sessionId: string): Promise<void>;
+}
+
+export type ZitadelMethod = 'GetSession' | 'ListSessions' | 'DeleteSession';
+
+/** A failed ZITADEL call: which call, and gRPC's verdict. Carries no request data. */
+export class ZitadelCallError extends Error {
+  readonly method: ZitadelMethod;
+  readonly grpcCode: Code;
+
+  constructor(method: ZitadelMethod, cause: unknown) {
+    const error = ConnectError.from(cause);
+    super(`ZITADEL ${method} failed: ${Code[error.code]}: ${error.rawMessage}`);
+    this.name = 'ZitadelCallError';
+    this.method = method;
+    this.grpcCode = error.code;
+  }
+
+  /** True when ZITADEL could not be reached or was overloaded, rather than refusing the call. */
+  get unavailable(): boolean {
+    return [Code.Unavailable, Code.DeadlineExceeded, Code.ResourceExhausted, Code.Aborted, Code.Canceled].includes(
+      this.grpcCode,
+    );
+  }
+}
+
+export function timestampToMs(timestamp: Timestamp | undefined): number | undefined {
+  if (!timestamp) return undefined;
+  return Number(timestamp.seconds) * 1000 + timestamp.nanos / 1e6;
+}
+
+/** Converts the proto session to the decision's plain record; reads nothing secret (sessions hold no token). */
+export function toSessionRecord(session: Session): SessionRecord {
+  const factors = session.factors;
+  const verifiedAt: SessionRecord['verifiedAt'] = {};
+  for (const factor of CREDENTIAL_FACTORS) {
+    const at = timestampToMs(factors?.[factor]?.verifiedAt);
+    if (at !== undefined) verifiedAt[factor] = at;
+  }
+  return {
+    id: session.id,
+    userId: factors?.user?.id || undefined,
+    organizationId: factors?.user?.organizationId || undefined,
+    createdAt: timestampToMs(session.creationDate),
+    expiresAt: timestampToMs(session.expirationDate),
+    verifiedAt,
+    fingerprintId: session.userAgent?.fingerprintId || undefined,
+  };
+}
+
+export interface ZitadelSessionDirectoryOptions {
+  baseUrl: string | URL;
+  token: string;
+  /** Deadline of every call. */
+  timeoutMs?: number;
+  /** ListSessions page size, 1..1000 (ZITADEL rejects more). */
+  pageSize?: number;
+}
+
+/** `SessionDirectory` over `@zitadel/client` (gRPC on HTTP/2). `close()` ends the HTTP/2 connection. */
+export class ZitadelSessionDirectory implements SessionDirectory {
+  readonly #client: Client<typeof SessionService>;
+  readonly #sessions: Http2SessionManager;
+  readonly #pageSize: number;
+
+  constructor(options: ZitadelSessionDirectoryOptions) {
+    const baseUrl = String(options.baseUrl).replace(/\/+$/, '');
+    this.#pageSize = options.pageSize ?? 1000;
+    if (!Number.isInteger(this.#pageSize) || this.#pageSize < 1 || this.#pageSize > 1000) {
+      throw new RangeError('pageSize must be an integer between 1 and 1000');
+    }
+    // Our own session manager: it pings idle connections and can be aborted on shutdown.
+    this.#sessions = new Http2SessionManager(baseUrl, { pingIntervalMs: 30_000, idleConnectionTimeoutMs: 60_000 });
+    const transport = createServerTransport(options.token, {
+      baseUrl,
+      sessionManager: this.#sessions,
+      defaultTimeoutMs: options.timeoutMs ?? 5000,
+    });
+    this.#client = createSessionServiceClient(transport);
+  }
+
+  async getSession(sessionId: string): Promise<SessionRecord | undefined> {
+    try {
+      const { session } = await this.#client.getSession({ sessionId });
+      return session ? toSessionRecord(session) : undefined;
+    } catch (error) {
+      if (ConnectError.from(error).code === Code.NotFound) return undefined;
+      throw new ZitadelCallError('GetSession', error);
+    }
+  }
+
+  async listUserSessions(userId: string): Promise<SessionRecord[]> {
+    const records: SessionRecord[] = [];
+    for (let offset = 0n; ; offset += BigInt(this.#pageSize)) {
+      let page;
+      try {
+        page = await this.#client.listSessions({
+          query: { offset, limit: this.#pageSize, asc: true },
+          queries: [{ query: { case: 'userIdQuery', value: { id: userId } } }],
+          sortingColumn: SessionFieldName.CREATION_DATE,
+        });
+      } catch (error) {
+        throw new ZitadelCallError('ListSessions', error);
+      }
+      for (const session of page.sessions) records.push(toSessionRecord(session));
+      const total = page.details?.totalResult;
+      const seen = offset + BigInt(page.sessions.length);
+      if (page.sessions.length < this.#pageSize || (total !== undefined && seen >= total)) return records;
+    }
+  }
+
+  async deleteSession(sessionId: string): Promise<void> {
+    try {
+      await this.#client.deleteSession({ sessionId });
+    } catch (error) {
+      throw new ZitadelCallError('DeleteSession', error);
+    }
+  }
+
+  close(): void {
+    this.#sessions.abort();
+  }
+}
