@@ -1,4 +1,4 @@
-import Fastify, { type FastifyBaseLogger, type FastifyInstance } from 'fastify';
+import Fastify, { LogController, type FastifyBaseLogger, type FastifyInstance } from 'fastify';
 import type { Logger } from 'pino';
 import { ServiceError } from './errors.js';
 import { webhookRoutes, type WebhookOptions } from './webhook.js';
@@ -13,7 +13,7 @@ export function buildApp(options: AppOptions): FastifyInstance {
   const app = Fastify({
     loggerInstance: options.logger as FastifyBaseLogger,
     // One line per webhook is written by the route itself, with its outcome; fastify's own two lines add nothing.
-    disableRequestLogging: true,
+    logController: new LogController({ disableRequestLogging: true }),
     // Behind Fly's proxy: trust X-Forwarded-For from it for the logged client address.
     trustProxy: true,
     // Signing keys rotate; a request that hangs should not hold a socket for ever.
