@@ -2,12 +2,12 @@ import { Code, ConnectError } from '@connectrpc/connect';
 import { createServerTransport } from '@zitadel/client/node';
 import { createSessionServiceClient } from '@zitadel/client/v2';
 import { SessionFieldName } from '@zitadel/proto/zitadel/session/v2/session_pb.js';
-import t from 'tap';
+import t, { type Test } from 'tap';
 import { ZitadelSimulator } from '../../src/simulator/index.js';
 import { ZitadelCallError, ZitadelSessionDirectory } from '../../src/zitadel/session-directory.js';
 import { minutesAgo } from '../helpers/stack.js';
 
-async function withSimulator(t: Tap.Test, options: ConstructorParameters<typeof ZitadelSimulator>[0] = {}) {
+async function withSimulator(t: Test, options: ConstructorParameters<typeof ZitadelSimulator>[0] = {}) {
   const simulator = new ZitadelSimulator(options);
   await simulator.listen();
   const directories: ZitadelSessionDirectory[] = [];

@@ -1,5 +1,5 @@
 import { Code } from '@connectrpc/connect';
-import t from 'tap';
+import t, { type Test } from 'tap';
 import type { SimulatorState } from '../../src/simulator/index.js';
 import { fixtureFor } from '../helpers/payloads.js';
 import { signPayload } from '../../src/signature/sign.js';
@@ -29,7 +29,7 @@ function seedAliceAndBob(state: SimulatorState) {
   return { alice, ...ids };
 }
 
-async function stack(t: Tap.Test, options: Parameters<typeof startStack>[0] = {}): Promise<Stack> {
+async function stack(t: Test, options: Parameters<typeof startStack>[0] = {}): Promise<Stack> {
   const s = await startStack(options);
   t.teardown(() => s.close());
   return s;

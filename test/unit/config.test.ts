@@ -1,0 +1,89 @@
+import t from 'tap';
+import { ConfigError, isLoopback, loadConfig } from '../../src/config.js';
+
+const base = {
+  ZITADEL_URL: 'https://example.zitadel.cloud',
+  ZITADEL_TOKEN: 'SECRET-token-value',
+  ZITADEL_SIGNING_KEYS: 'SECRET-key-one',
+};
+
+const problemsOf = (env: Record<string, string | undefined>): string[] => {
+  try {
+    loadConfig(env);
+    return [];
+  } catch (error) {
+    if (error instanceof ConfigError) return error.problems;
+    throw error;
+  }
+};
+
+t.test('defaults', async (t) => {
+  const { config, warnings } = loadConfig(base);
+  t.same(
+    { ...config, zitadelUrl: config.zitadelUrl.href },
+    {
+      zitadelUrl: 'https://example.zitadel.cloud/',
+      zitadelToken: 'SECRET-token-value',
+      signingKeys: ['SECRET-key-one'],
+      sessionLimit: 2,
+      signatureToleranceSeconds: 300,
+      port: 8080,
+      host: '0.0.0.0',
+      logLevel: 'info',
+    },
+  );
+  t.same(warnings, []);
+});
+
+t.test('every value can be set; keys are split on commas during a rotation', async (t) => {
+  const { config } = loadConfig({
+    ...base,
+    ZITADEL_SIGNING_KEYS: ' new-key , old-key ',
+    SESSION_LIMIT: '5',
+    SIGNATURE_TOLERANCE_SECONDS: '60',
+    PORT: '3000',
+    HOST: '127.0.0.1',
+    LOG_LEVEL: 'DEBUG',
+  });
+  t.same(config.signingKeys, ['new-key', 'old-key']);
+  t.equal(config.sessionLimit, 5);
+  t.equal(config.signatureToleranceSeconds, 60);
+  t.equal(config.port, 3000);
+  t.equal(config.host, '127.0.0.1');
+  t.equal(config.logLevel, 'debug');
+  t.equal(loadConfig({ ...base, SESSION_LIMIT: '' }).config.sessionLimit, 2, 'empty means default');
+});
+
+t.test('one line per problem, naming the variable, never a secret', async (t) => {
+  const problems = problemsOf({
+    ZITADEL_URL: 'ftp://user:SECRET-pw@host',
+    ZITADEL_SIGNING_KEYS: 'SECRET-a,,SECRET-b',
+    SESSION_LIMIT: '0',
+    SIGNATURE_TOLERANCE_SECONDS: '0',
+    PORT: 'eighty',
+    LOG_LEVEL: 'loud',
+  });
+  t.equal(problems.length, 7, problems.join('\n'));
+  for (const variable of ['ZITADEL_URL', 'ZITADEL_TOKEN', 'ZITADEL_SIGNING_KEYS', 'SESSION_LIMIT', 'SIGNATURE_TOLERANCE_SECONDS', 'PORT', 'LOG_LEVEL']) {
+    t.ok(problems.some((line) => line.startsWith(variable)), `${variable} is named`);
+  }
+  t.notMatch(problems.join('\n'), /SECRET/, 'no secret value is printed');
+  t.match(problems.join('\n'), /SESSION_LIMIT must be a whole number between 1 and/);
+});
+
+t.test('limits and tolerances that would disable protection are refused', async (t) => {
+  for (const value of ['0', '-1', '1.5', 'two', '10001']) {
+    t.same(problemsOf({ ...base, SESSION_LIMIT: value }).length, 1, `SESSION_LIMIT=${value}`);
+  }
+  t.same(problemsOf({ ...base, SIGNATURE_TOLERANCE_SECONDS: '0' }).length, 1, 'tolerance 0 is not "no check"');
+  t.same(problemsOf({ ...base, ZITADEL_TOKEN: 'has space' }).length, 1);
+  t.same(problemsOf({ ...base, ZITADEL_URL: 'not a url' }).length, 1);
+});
+
+t.test('http:// is accepted, with a warning unless the host is loopback', async (t) => {
+  t.same(loadConfig({ ...base, ZITADEL_URL: 'http://127.0.0.1:8080' }).warnings, []);
+  t.same(loadConfig({ ...base, ZITADEL_URL: 'http://localhost:8080', NODE_ENV: 'production' }).warnings, []);
+  const [warning] = loadConfig({ ...base, ZITADEL_URL: 'http://zitadel.internal:8080' }).warnings;
+  t.match(warning, /zitadel\.internal.*not a loopback/);
+  t.ok(isLoopback('[::1]') && isLoopback('127.1.2.3') && !isLoopback('10.0.0.1'));
+});
