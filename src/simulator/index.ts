@@ -1,11 +1,28 @@
+/**
+ * The ZITADEL simulator: the Session Service over gRPC with ZITADEL's semantics, the Actions v2 executor and the
+ * v2 Action API, fault injection. For demos, for this project's tests and for yours.
+ */
 export { ZitadelSimulator, DEFAULT_SIMULATOR_TOKEN, type SimulatorOptions } from './simulator.js';
 export {
   SimulatorState,
   ALL_PERMISSIONS,
+  LOGIN_CLIENT_PERMISSIONS,
   type Permission,
   type ProjectionMode,
   type SessionSeed,
   type SimSession,
+  type SimUser,
+  type UserSeed,
   type RecordedCall,
   type Fault,
 } from './state.js';
+export {
+  ActionsRegistry,
+  newSigningKey,
+  type SimTarget,
+  type SimExecution,
+  type Condition,
+  type Delivery,
+  type TargetType,
+} from './actions.js';
+export { goJsonStringify } from './go-json.js';

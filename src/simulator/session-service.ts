@@ -1,9 +1,22 @@
+import { randomBytes } from 'node:crypto';
 import { create } from '@bufbuild/protobuf';
 import { timestampFromDate } from '@bufbuild/protobuf/wkt';
 import { Code, ConnectError, type HandlerContext, type ServiceImpl } from '@connectrpc/connect';
 import { SessionFieldName, SessionSchema, type Session } from '@zitadel/proto/zitadel/session/v2/session_pb.js';
-import type { SessionService } from '@zitadel/proto/zitadel/session/v2/session_service_pb.js';
-import type { Permission, SimMethod, SimSession, SimulatorState } from './state.js';
+import {
+  CreateSessionRequestSchema,
+  CreateSessionResponseSchema,
+  SetSessionRequestSchema,
+  SetSessionResponseSchema,
+  type CreateSessionRequest,
+  type SessionService,
+  type SetSessionRequest,
+} from '@zitadel/proto/zitadel/session/v2/session_service_pb.js';
+import type { RequestChallenges } from '@zitadel/proto/zitadel/session/v2/challenge_pb.js';
+import type { Duration } from '@bufbuild/protobuf/wkt';
+import { resolveUser, verifyChecks } from './login-checks.js';
+import type { ResponseExecutor } from './actions.js';
+import type { Permission, SimMethod, SimSession, SimUser, SimulatorState } from './state.js';
 
 const MAX_LIST_LIMIT = 1000;
 const DEFAULT_LIST_LIMIT = 100;
@@ -17,7 +30,7 @@ export function toProtoSession(session: SimSession): Session {
     changeDate: at(session.changeDate),
     sequence: session.sequence,
     factors: {
-      user: {
+      user: session.userId === '' ? undefined : {
         id: session.userId,
         loginName: session.loginName,
         displayName: session.loginName,
@@ -32,8 +45,8 @@ export function toProtoSession(session: SimSession): Session {
       otpEmail: factors.otpEmail && { verifiedAt: at(factors.otpEmail) },
     },
     userAgent:
-      session.fingerprintId || session.description
-        ? { fingerprintId: session.fingerprintId, description: session.description }
+      session.fingerprintId || session.description || session.ip
+        ? { fingerprintId: session.fingerprintId, description: session.description, ip: session.ip }
         : undefined,
     expirationDate: session.expirationDate && at(session.expirationDate),
   });
@@ -47,7 +60,7 @@ export async function simulateCall<T>(
   state: SimulatorState,
   context: HandlerContext,
   call: { method: SimMethod; permission: Permission; sessionId?: string; userId?: string; limit?: number; offset?: number },
-  handler: () => T,
+  handler: (token: string) => T | Promise<T>,
 ): Promise<T> {
   const { method, permission, ...details } = call;
   const delay = state.latencyMs[method] ?? state.latencyMs['*'] ?? 0;
@@ -61,7 +74,7 @@ export async function simulateCall<T>(
     if (!granted.has(permission)) throw new ConnectError('No matching permissions found (AUTH-5mWD2)', Code.PermissionDenied);
     const fault = state.takeFault(method);
     if (fault) throw new ConnectError(fault.message ?? `simulated ${Code[fault.code]}`, fault.code);
-    const result = handler();
+    const result = await handler(token!);
     record('ok');
     return result;
   } catch (error) {
@@ -70,9 +83,122 @@ export async function simulateCall<T>(
   }
 }
 
-/** The subset of `zitadel.session.v2.SessionService` this project uses, with ZITADEL's semantics. */
-export function sessionServiceImpl(state: SimulatorState): Partial<ServiceImpl<typeof SessionService>> {
+/** The request headers ZITADEL forwards in execution payloads, in Go's canonical spelling. */
+const FORWARDED_HEADERS = ['Content-Type', 'X-Forwarded-For', 'X-Forwarded-Host', 'Host', 'Origin'];
+function forwardedHeaders(context: HandlerContext): Record<string, string[]> {
+  const headers: Record<string, string[]> = {};
+  for (const name of FORWARDED_HEADERS) {
+    const value = context.requestHeader.get(name);
+    if (value) headers[name] = [value];
+  }
+  return headers;
+}
+
+const addDuration = (from: Date, duration: Duration | undefined) =>
+  duration ? new Date(from.getTime() + Number(duration.seconds) * 1000 + duration.nanos / 1e6) : undefined;
+
+function challengesFor(state: SimulatorState, session: SimSession, user: SimUser | undefined, requested: RequestChallenges | undefined) {
+  if (!requested?.webAuthN) return undefined;
+  if (!user?.passkey) throw new ConnectError('Errors.User.WebAuthN.NotFound', Code.InvalidArgument);
+  state.webAuthNChallenges.add(session.id);
   return {
+    webAuthN: {
+      publicKeyCredentialRequestOptions: {
+        publicKey: {
+          challenge: randomBytes(32).toString('base64url'),
+          rpId: requested.webAuthN.domain,
+          timeout: 300000,
+          userVerification: 'required',
+        },
+      },
+    },
+  };
+}
+
+/** Writes the verified factors and the lifetime onto the session. */
+function applyVerification(state: SimulatorState, session: SimSession, verified: string[], lifetime: Duration | undefined) {
+  const now = state.now();
+  for (const factor of verified) session.factors[factor as keyof SimSession['factors']] = now;
+  session.expirationDate = addDuration(now, lifetime) ?? session.expirationDate;
+  session.changeDate = now;
+  session.sequence = state.nextSequence();
+  session.token = randomBytes(24).toString('base64url');
+}
+
+/** The subset of `zitadel.session.v2.SessionService` this project uses, with ZITADEL's semantics. */
+export function sessionServiceImpl(
+  state: SimulatorState,
+  executor?: ResponseExecutor,
+): Partial<ServiceImpl<typeof SessionService>> {
+  const details = (session: SimSession) => ({
+    sequence: session.sequence,
+    changeDate: timestampFromDate(session.changeDate),
+    resourceOwner: state.instanceId,
+  });
+  return {
+    createSession: (request: CreateSessionRequest, context) =>
+      simulateCall(state, context, { method: 'CreateSession', permission: 'session.write' }, async (token) => {
+        const user = resolveUser(state, request.checks);
+        const verified = verifyChecks(state, user, undefined, request.checks);
+        const session = state.seedSession({
+          userId: user?.id ?? '',
+          loginName: user?.loginName,
+          organizationId: user?.organizationId,
+          fingerprintId: request.userAgent?.fingerprintId,
+          description: request.userAgent?.description,
+          ip: request.userAgent?.ip,
+        });
+        applyVerification(state, session, verified, request.lifetime);
+        const response = create(CreateSessionResponseSchema, {
+          details: details(session),
+          sessionId: session.id,
+          sessionToken: session.token,
+          challenges: challengesFor(state, session, user, request.challenges),
+        });
+        state.written();
+        if (!executor) return response;
+        return executor.afterResponse({
+          token,
+          fullMethod: '/zitadel.session.v2.SessionService/CreateSession',
+          request: { schema: CreateSessionRequestSchema, message: request },
+          response: { schema: CreateSessionResponseSchema, message: response },
+          orgId: user?.organizationId,
+          headers: forwardedHeaders(context),
+        });
+      }),
+
+    setSession: (request: SetSessionRequest, context) =>
+      simulateCall(state, context, { method: 'SetSession', permission: 'session.write', sessionId: request.sessionId }, async (token) => {
+        const session = state.sessions.get(request.sessionId);
+        if (!session) throw new ConnectError('Session does not exist (Errors.Session.NotExisting)', Code.NotFound);
+        if (request.sessionToken && request.sessionToken !== session.token) {
+          throw new ConnectError('Errors.Session.Token.Invalid', Code.PermissionDenied);
+        }
+        const user = state.users.get(session.userId) ?? resolveUser(state, request.checks);
+        const named = resolveUser(state, request.checks);
+        if (named && session.userId && named.id !== session.userId) {
+          throw new ConnectError('Errors.Session.User.Changed', Code.InvalidArgument);
+        }
+        const verified = verifyChecks(state, user, session.id, request.checks);
+        if (!session.userId && user) Object.assign(session, { userId: user.id, loginName: user.loginName, organizationId: user.organizationId });
+        applyVerification(state, session, verified, request.lifetime);
+        const response = create(SetSessionResponseSchema, {
+          details: details(session),
+          sessionToken: session.token,
+          challenges: challengesFor(state, session, user, request.challenges),
+        });
+        state.written();
+        if (!executor) return response;
+        return executor.afterResponse({
+          token,
+          fullMethod: '/zitadel.session.v2.SessionService/SetSession',
+          request: { schema: SetSessionRequestSchema, message: request },
+          response: { schema: SetSessionResponseSchema, message: response },
+          orgId: user?.organizationId,
+          headers: forwardedHeaders(context),
+        });
+      }),
+
     getSession: (request, context) =>
       simulateCall(state, context, { method: 'GetSession', permission: 'session.read', sessionId: request.sessionId }, () => {
         // ZITADEL's GetSession first brings the session projection up to date.

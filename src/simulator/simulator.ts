@@ -1,7 +1,12 @@
+import http from 'node:http';
 import http2 from 'node:http2';
+import net from 'node:net';
 import type { AddressInfo } from 'node:net';
+import { Duplex } from 'node:stream';
 import { connectNodeAdapter } from '@connectrpc/connect-node';
 import { SessionService } from '@zitadel/proto/zitadel/session/v2/session_service_pb.js';
+import { actionApiHandler } from './action-api.js';
+import { ActionsRegistry } from './actions.js';
 import { sessionServiceImpl } from './session-service.js';
 import { ALL_PERMISSIONS, SimulatorState, type Permission, type ProjectionMode } from './state.js';
 
@@ -14,34 +19,77 @@ export interface SimulatorOptions {
 
 export const DEFAULT_SIMULATOR_TOKEN = 'simulator-token';
 
+const HTTP2_PREFACE = Buffer.from('PRI * HTTP/2.0');
+
 /**
- * A ZITADEL stand-in that serves the real `@zitadel/proto` service descriptors over gRPC (h2c), so the real
- * `@zitadel/client` talks to it. Tests seed and inspect `state`.
+ * The socket as a stream that starts with the bytes already read from it. Node's HTTP servers read a real socket's
+ * handle directly, so `unshift` would lose those bytes; a plain Duplex is read through JavaScript instead.
+ */
+function replaying(socket: net.Socket, first: Buffer): Duplex {
+  const stream = new Duplex({
+    read: () => void socket.resume(),
+    write: (chunk, encoding, callback) => void socket.write(chunk, encoding, callback),
+    final: (callback) => {
+      socket.end();
+      callback();
+    },
+    destroy: (error, callback) => {
+      socket.destroy(error ?? undefined);
+      callback(error);
+    },
+  });
+  Object.assign(stream, { remoteAddress: socket.remoteAddress, remotePort: socket.remotePort, encrypted: false });
+  stream.push(first);
+  socket.on('data', (chunk) => {
+    if (!stream.push(chunk)) socket.pause();
+  });
+  socket.on('end', () => stream.push(null));
+  socket.on('error', (error) => stream.destroy(error));
+  socket.on('close', () => stream.destroy());
+  return stream;
+}
+
+/**
+ * A ZITADEL stand-in on one port, like ZITADEL: gRPC (h2c) serving the real `@zitadel/proto` descriptors, so the
+ * real `@zitadel/client` talks to it, and the v2 Action API as JSON over HTTP/1.1. Tests seed and inspect
+ * `state` and `actions`.
  */
 export class ZitadelSimulator {
   readonly state: SimulatorState;
-  readonly #server: http2.Http2Server;
-  readonly #streams = new Set<http2.ServerHttp2Session>();
+  readonly actions: ActionsRegistry;
+  readonly #server: net.Server;
+  readonly #grpc: http2.Http2Server;
+  readonly #rest: http.Server;
+  readonly #sockets = new Set<net.Socket>();
   #url: string | undefined;
 
   constructor(options: SimulatorOptions = {}) {
     this.state = new SimulatorState({ projectionMode: options.projectionMode, now: options.now });
+    this.actions = new ActionsRegistry(this.state);
     const tokens = options.tokens ?? { [DEFAULT_SIMULATOR_TOKEN]: ALL_PERMISSIONS };
-    for (const [token, permissions] of Object.entries(tokens)) this.state.tokens.set(token, new Set(permissions));
-    const handler = connectNodeAdapter({
-      grpc: true,
-      connect: true,
-      grpcWeb: false,
-      routes: (router) => router.service(SessionService, sessionServiceImpl(this.state)),
-    });
-    this.#server = http2.createServer(handler);
-    this.#server.on('session', (session) => {
-      this.#streams.add(session);
-      session.once('close', () => this.#streams.delete(session));
+    for (const [token, permissions] of Object.entries(tokens)) this.state.addToken(token, permissions);
+
+    this.#grpc = http2.createServer(
+      connectNodeAdapter({
+        grpc: true,
+        connect: true,
+        grpcWeb: false,
+        routes: (router) => router.service(SessionService, sessionServiceImpl(this.state, this.actions)),
+      }),
+    );
+    this.#rest = http.createServer(actionApiHandler(this.state, this.actions));
+    // One port for both, as ZITADEL serves them: an HTTP/2 connection preface goes to gRPC, the rest to HTTP/1.1.
+    this.#server = net.createServer((socket) => {
+      this.#sockets.add(socket);
+      socket.once('close', () => this.#sockets.delete(socket));
+      socket.once('data', (first) => {
+        const isHttp2 = first.subarray(0, HTTP2_PREFACE.length).equals(HTTP2_PREFACE);
+        (isHttp2 ? this.#grpc : this.#rest).emit('connection', replaying(socket, first));
+      });
     });
   }
 
-  /** The base URL to give `@zitadel/client` (ZITADEL_URL). */
+  /** The base URL to give `@zitadel/client` (ZITADEL_URL) and the Action API. */
   get url(): string {
     if (!this.#url) throw new Error('the simulator is not listening; call listen() first');
     return this.#url;
@@ -53,13 +101,14 @@ export class ZitadelSimulator {
       this.#server.listen(port, host, () => resolve());
     });
     const address = this.#server.address() as AddressInfo;
-    this.#url = `http://${host}:${address.port}`;
+    this.#url = `http://${host.includes(':') ? `[${host}]` : host}:${address.port}`;
     return this.#url;
   }
 
   async close(): Promise<void> {
     this.state.dispose();
-    for (const session of this.#streams) session.destroy();
+    await this.actions.settled();
+    for (const socket of this.#sockets) socket.destroy();
     if (!this.#server.listening) return;
     await new Promise<void>((resolve) => this.#server.close(() => resolve()));
   }

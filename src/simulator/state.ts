@@ -6,8 +6,27 @@ import { Code } from '@connectrpc/connect';
  * (shared/ZITADEL.md section 4). It is the truth the tests assert on; the gRPC services only expose it.
  */
 
-export type Permission = 'session.read' | 'session.write' | 'session.delete';
-export const ALL_PERMISSIONS: readonly Permission[] = ['session.read', 'session.write', 'session.delete'];
+export type Permission =
+  | 'session.read'
+  | 'session.write'
+  | 'session.delete'
+  | 'action.target.read'
+  | 'action.target.write'
+  | 'action.target.delete'
+  | 'action.execution.read'
+  | 'action.execution.write';
+export const ALL_PERMISSIONS: readonly Permission[] = [
+  'session.read',
+  'session.write',
+  'session.delete',
+  'action.target.read',
+  'action.target.write',
+  'action.target.delete',
+  'action.execution.read',
+  'action.execution.write',
+];
+/** What Login V2's service account may do (ZITADEL's IAM_LOGIN_CLIENT, as far as sessions go). */
+export const LOGIN_CLIENT_PERMISSIONS: readonly Permission[] = ['session.read', 'session.write'];
 
 export const CREDENTIAL_FACTOR_NAMES = ['password', 'webAuthN', 'intent', 'totp', 'otpSms', 'otpEmail'] as const;
 export type SimFactorName = (typeof CREDENTIAL_FACTOR_NAMES)[number];
@@ -27,6 +46,7 @@ export interface SimSession {
   expirationDate?: Date | undefined;
   fingerprintId?: string | undefined;
   description?: string | undefined;
+  ip?: string | undefined;
   /** The session token; ZITADEL hands it to the login only. */
   token: string;
 }
@@ -34,16 +54,35 @@ export interface SimSession {
 export interface SessionSeed {
   userId: string;
   id?: string;
-  loginName?: string;
-  organizationId?: string;
+  loginName?: string | undefined;
+  organizationId?: string | undefined;
   creationDate?: Date;
   factors?: Partial<Record<SimFactorName, Date>>;
   expirationDate?: Date;
-  fingerprintId?: string;
-  description?: string;
+  fingerprintId?: string | undefined;
+  description?: string | undefined;
+  ip?: string | undefined;
 }
 
 export type SimMethod = 'GetSession' | 'ListSessions' | 'DeleteSession' | 'CreateSession' | 'SetSession';
+
+/** A user the simulated login can sign in, with the secrets its checks accept. */
+export interface SimUser {
+  id: string;
+  loginName: string;
+  organizationId: string;
+  password?: string | undefined;
+  /** The code a TOTP check accepts. */
+  totpCode?: string | undefined;
+  /** The code an OTP SMS / email check accepts. */
+  otpCode?: string | undefined;
+  /** Whether the user has a passkey (any assertion after a challenge passes). */
+  passkey?: boolean | undefined;
+}
+
+export interface UserSeed extends Partial<Omit<SimUser, 'loginName'>> {
+  loginName: string;
+}
 
 export interface RecordedCall {
   method: SimMethod;
@@ -74,6 +113,14 @@ export class SimulatorState {
   readonly sessions = new Map<string, SimSession>();
   readonly calls: RecordedCall[] = [];
   readonly tokens = new Map<string, Set<Permission>>();
+  /** The user id behind each token: the API caller ZITADEL names in execution payloads (`userID`). */
+  readonly tokenOwners = new Map<string, string>();
+  readonly users = new Map<string, SimUser>();
+  readonly instanceId = '300000000000000001';
+  /** IdP intents a CreateSession may check: id → { token, userId }. */
+  readonly idpIntents = new Map<string, { token: string; userId: string }>();
+  /** Sessions that asked for a WebAuthN challenge (a passkey check needs one first). */
+  readonly webAuthNChallenges = new Set<string>();
   projectionMode: ProjectionMode;
   /** Added before every call answers, per method or for all (`'*'`). */
   latencyMs: Partial<Record<SimMethod | '*', number>> = {};
@@ -99,6 +146,32 @@ export class SimulatorState {
     return ++this.#sequence;
   }
 
+  /** Registers a bearer token with its permissions; its owner is the caller named in execution payloads. */
+  addToken(token: string, permissions: Iterable<Permission>, ownerId = this.newId()): void {
+    this.tokens.set(token, new Set(permissions));
+    this.tokenOwners.set(token, ownerId);
+  }
+
+  addUser(seed: UserSeed): SimUser {
+    const user: SimUser = { id: seed.id ?? this.newId(), organizationId: seed.organizationId ?? '300000000000000002', ...seed };
+    this.users.set(user.id, user);
+    return user;
+  }
+
+  findUser(search: { userId?: string; loginName?: string }): SimUser | undefined {
+    if (search.userId !== undefined) return this.users.get(search.userId);
+    const name = search.loginName?.toLowerCase();
+    return [...this.users.values()].find((user) => user.loginName.toLowerCase() === name);
+  }
+
+  /** An IdP intent that a CreateSession for `userId` may check, as after a successful external login. */
+  addIdpIntent(userId: string): { idpIntentId: string; idpIntentToken: string } {
+    const idpIntentId = this.newId();
+    const idpIntentToken = randomBytes(16).toString('base64url');
+    this.idpIntents.set(idpIntentId, { token: idpIntentToken, userId });
+    return { idpIntentId, idpIntentToken };
+  }
+
   /** Adds a session as if a login had written it (it reaches ListSessions per the projection mode). */
   seedSession(seed: SessionSeed): SimSession {
     const now = this.now();
@@ -116,6 +189,7 @@ export class SimulatorState {
       expirationDate: seed.expirationDate,
       fingerprintId: seed.fingerprintId,
       description: seed.description,
+      ip: seed.ip,
       token: randomBytes(24).toString('base64url'),
     };
     this.sessions.set(session.id, session);

@@ -1,0 +1,270 @@
+import { randomBytes } from 'node:crypto';
+import { fromJson, toJson, type DescMessage, type MessageShape } from '@bufbuild/protobuf';
+import { Code, ConnectError } from '@connectrpc/connect';
+import { signPayload } from '../signature/sign.js';
+import { goJsonStringify } from './go-json.js';
+import type { ActionApiRequest } from './action-api.js';
+import type { SimulatorState } from './state.js';
+
+/**
+ * ZITADEL's Actions v2 as far as response executions go: targets, executions bound to conditions, and the
+ * executor that POSTs a signed payload to each target after a successful API call (shared/ZITADEL.md section 1).
+ */
+
+export type TargetType = 'restWebhook' | 'restCall' | 'restAsync';
+
+export interface SimTarget {
+  id: string;
+  name: string;
+  endpoint: string;
+  /** A protobuf JSON duration, e.g. `"10s"`. */
+  timeout: string;
+  type: TargetType;
+  interruptOnError: boolean;
+  signingKey: string;
+  creationDate: Date;
+  changeDate: Date;
+}
+
+/** An execution condition as the v2 Action API spells it in JSON. */
+export type Condition =
+  | { request: { method?: string; service?: string; all?: boolean } }
+  | { response: { method?: string; service?: string; all?: boolean } }
+  | { function: { name: string } }
+  | { event: { event?: string; group?: string; all?: boolean } };
+
+export interface SimExecution {
+  condition: Condition;
+  targets: string[];
+  creationDate: Date;
+  changeDate: Date;
+}
+
+export interface Delivery {
+  targetId: string;
+  fullMethod: string;
+  async: boolean;
+  /** The exact bytes POSTed and their signature header (test double: kept so that tests can check them). */
+  body: string;
+  signature: string;
+  status?: number;
+  /** Why the call counts as failed, if it does: the error ZITADEL would return with interruptOnError. */
+  failure?: ConnectError;
+}
+
+/** A new signing key like ZITADEL's: 36 letters and digits. */
+export function newSigningKey(): string {
+  const alphabet = 'ABCDEFGHIJKLMNOPQRSTUVWXYZabcdefghijklmnopqrstuvwxyz0123456789';
+  return [...randomBytes(36)].map((byte) => alphabet[byte % alphabet.length]).join('');
+}
+
+export function conditionKey(condition: Condition): string {
+  return JSON.stringify(condition);
+}
+
+export function parseDuration(value: string): number | undefined {
+  const match = /^(\d+(?:\.\d{1,9})?)s$/.exec(value);
+  return match ? Math.round(Number(match[1]) * 1000) : undefined;
+}
+
+/**
+ * A forwarded status → the gRPC code ZITADEL answers the API caller with (`HTTPStatusCodeToZitadelError`):
+ * known 4xx map to their codes, other 4xx to Unknown, anything else to FailedPrecondition.
+ */
+export function grpcCodeForForwardedStatus(status: number): Code {
+  const known: Record<number, Code> = {
+    400: Code.InvalidArgument,
+    401: Code.Unauthenticated,
+    403: Code.PermissionDenied,
+    404: Code.NotFound,
+    409: Code.AlreadyExists,
+    429: Code.ResourceExhausted,
+  };
+  if (status >= 400 && status <= 499) return known[status] ?? Code.Unknown;
+  return Code.FailedPrecondition;
+}
+
+export interface ResponseCall<Req extends DescMessage, Res extends DescMessage> {
+  /** The caller's bearer token (its owner is the payload's `userID`). */
+  token: string;
+  fullMethod: string;
+  request: { schema: Req; message: MessageShape<Req> };
+  response: { schema: Res; message: MessageShape<Res> };
+  orgId?: string | undefined;
+  /** The forwarded request headers (`{"Name": ["value"]}`), if any. */
+  headers?: Record<string, string[]> | undefined;
+}
+
+export interface ResponseExecutor {
+  afterResponse<Req extends DescMessage, Res extends DescMessage>(call: ResponseCall<Req, Res>): Promise<MessageShape<Res>>;
+}
+
+/** Targets, executions and the executor. */
+export class ActionsRegistry implements ResponseExecutor {
+  readonly targets = new Map<string, SimTarget>();
+  readonly executions = new Map<string, SimExecution>();
+  readonly deliveries: Delivery[] = [];
+  /** Every Action API request the simulator answered (method, path, status), for tests of `register`. */
+  readonly requests: ActionApiRequest[] = [];
+  readonly #state: SimulatorState;
+  readonly #pending = new Set<Promise<void>>();
+
+  constructor(state: SimulatorState) {
+    this.#state = state;
+  }
+
+  createTarget(init: { name: string; endpoint: string; timeout?: string; type?: TargetType; interruptOnError?: boolean }): SimTarget {
+    if ([...this.targets.values()].some((target) => target.name === init.name)) {
+      throw new ConnectError(`a target named ${init.name} exists already (Errors.Target.AlreadyExists)`, Code.AlreadyExists);
+    }
+    const now = this.#state.now();
+    const target: SimTarget = {
+      id: this.#state.newId(),
+      name: init.name,
+      endpoint: init.endpoint,
+      timeout: init.timeout ?? '10s',
+      type: init.type ?? 'restWebhook',
+      interruptOnError: init.interruptOnError ?? false,
+      signingKey: newSigningKey(),
+      creationDate: now,
+      changeDate: now,
+    };
+    this.targets.set(target.id, target);
+    return target;
+  }
+
+  /** A new signing key, effective at once (ZITADEL's `expirationSigningKey: "0s"`). */
+  rotateSigningKey(target: SimTarget): string {
+    target.signingKey = newSigningKey();
+    return target.signingKey;
+  }
+
+  /** Deletes a target and removes it from every execution; false when there was none. */
+  deleteTarget(id: string): boolean {
+    if (!this.targets.delete(id)) return false;
+    for (const [key, execution] of this.executions) {
+      execution.targets = execution.targets.filter((target) => target !== id);
+      if (execution.targets.length === 0) this.executions.delete(key);
+    }
+    return true;
+  }
+
+  /** Binds targets to a condition; replaces the list (like ZITADEL); an empty list removes the execution. */
+  setExecution(condition: Condition, targets: string[]): SimExecution | undefined {
+    for (const id of targets) {
+      if (!this.targets.has(id)) throw new ConnectError(`target ${id} not found (Errors.Target.NotFound)`, Code.NotFound);
+    }
+    const key = conditionKey(condition);
+    const now = this.#state.now();
+    if (targets.length === 0) {
+      this.executions.delete(key);
+      return undefined;
+    }
+    const execution: SimExecution = {
+      condition,
+      targets: [...targets],
+      creationDate: this.executions.get(key)?.creationDate ?? now,
+      changeDate: now,
+    };
+    this.executions.set(key, execution);
+    return execution;
+  }
+
+  /** The targets bound to the response of `fullMethod` (method, service and `all` conditions), in order. */
+  targetsForResponse(fullMethod: string): SimTarget[] {
+    const service = fullMethod.split('/')[1] ?? '';
+    const keys = [{ response: { all: true } }, { response: { service } }, { response: { method: fullMethod } }].map(conditionKey);
+    const ids = new Set(keys.flatMap((key) => this.executions.get(key)?.targets ?? []));
+    return [...ids].flatMap((id) => this.targets.get(id) ?? []);
+  }
+
+  async afterResponse<Req extends DescMessage, Res extends DescMessage>(call: ResponseCall<Req, Res>): Promise<MessageShape<Res>> {
+    let response = call.response.message;
+    for (const target of this.targetsForResponse(call.fullMethod)) {
+      const body = goJsonStringify({
+        fullMethod: call.fullMethod,
+        instanceID: this.#state.instanceId,
+        orgID: call.orgId || undefined,
+        userID: this.#state.tokenOwners.get(call.token),
+        request: toJson(call.request.schema, call.request.message),
+        response: toJson(call.response.schema, response),
+        headers: call.headers && Object.keys(call.headers).length > 0 ? call.headers : undefined,
+      });
+      if (target.type === 'restAsync') {
+        // Fire and forget, after the API call returned; status and body are ignored.
+        const pending = new Promise<void>((resolve) => setImmediate(resolve))
+          .then(() => this.#deliver(target, call.fullMethod, body, true))
+          .then(() => undefined);
+        this.#pending.add(pending);
+        void pending.finally(() => this.#pending.delete(pending));
+        continue;
+      }
+      const { delivery, text } = await this.#deliver(target, call.fullMethod, body, false);
+      if (delivery.failure) {
+        // ZITADEL logs every failure; only an interrupting target fails the API call (the session is written).
+        if (target.interruptOnError) throw delivery.failure;
+        continue;
+      }
+      if (target.type === 'restCall' && text.trim() !== '') {
+        // restCall: a non-empty 2xx body replaces the API response.
+        try {
+          response = fromJson(call.response.schema, JSON.parse(text));
+        } catch {
+          if (target.interruptOnError) throw new ConnectError('Errors.Execution.Failed: invalid response body', Code.Internal);
+        }
+      }
+    }
+    return response;
+  }
+
+  async #deliver(target: SimTarget, fullMethod: string, body: string, async: boolean): Promise<{ delivery: Delivery; text: string }> {
+    const signature = signPayload(body, target.signingKey);
+    const delivery: Delivery = { targetId: target.id, fullMethod, async, body, signature };
+    this.deliveries.push(delivery);
+    let text = '';
+    try {
+      const response = await fetch(target.endpoint, {
+        method: 'POST',
+        headers: { 'content-type': 'application/json', 'zitadel-signature': signature },
+        body,
+        signal: AbortSignal.timeout(parseDuration(target.timeout) ?? 10_000),
+      });
+      delivery.status = response.status;
+      text = await response.text();
+      if (response.status < 200 || response.status > 299) {
+        delivery.failure = new ConnectError('Errors.Execution.Failed (EXEC-dra6yamk98)', Code.FailedPrecondition);
+      } else {
+        const forwarded = parseForwarded(text);
+        if (forwarded) delivery.failure = new ConnectError(forwarded.message, grpcCodeForForwardedStatus(forwarded.status));
+      }
+    } catch (error) {
+      // A timeout or connection error is a plain Go error in ZITADEL: the caller sees Unknown.
+      delivery.failure = new ConnectError(error instanceof Error ? error.message : String(error), Code.Unknown);
+    }
+    return { delivery, text };
+  }
+
+  /** Resolves once every async delivery started so far has finished (tests use it instead of sleeping). */
+  async settled(): Promise<void> {
+    while (this.#pending.size > 0) await Promise.all([...this.#pending]);
+  }
+}
+
+/**
+ * A 2xx body `{"forwardedStatusCode": N, "forwardedErrorMessage": "..."}` (either field set) turns into an error;
+ * a body that is not JSON, or sets neither, is a success.
+ */
+export function parseForwarded(text: string): { status: number; message: string } | undefined {
+  let parsed: unknown;
+  try {
+    parsed = JSON.parse(text);
+  } catch {
+    return undefined;
+  }
+  if (typeof parsed !== 'object' || parsed === null) return undefined;
+  const { forwardedStatusCode: status, forwardedErrorMessage: message } = parsed as Record<string, unknown>;
+  const code = typeof status === 'number' && Number.isInteger(status) ? status : 0;
+  const text_ = typeof message === 'string' ? message : '';
+  if (code === 0 && text_ === '') return undefined;
+  return { status: code, message: text_ };
+}
