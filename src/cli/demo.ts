@@ -1,0 +1,227 @@
+import { spawn, type ChildProcess } from 'node:child_process';
+import { existsSync } from 'node:fs';
+import net from 'node:net';
+import { fileURLToPath } from 'node:url';
+import { parseArgs } from 'node:util';
+import { createServerTransport } from '@zitadel/client/node';
+import { createSessionServiceClient } from '@zitadel/client/v2';
+import { ALL_PERMISSIONS, LOGIN_CLIENT_PERMISSIONS, ZitadelSimulator, type SimSession } from '../simulator/index.js';
+import { CREATE_SESSION, SET_SESSION } from '../payload.js';
+import { WEBHOOK_PATH } from '../webhook.js';
+
+export const demoHelp = `Usage: zitadel-session-limiter demo [--json]
+
+Starts a ZITADEL simulator and the service (limit 2), registers the service as a restWebhook target on the
+responses of CreateSession and SetSession through the v2 Action API, and plays Login V2: alice signs in on four
+devices one after another, then bob on one, then alice re-checks her password on an older session, then an
+evicted device tries to go on. Prints the timeline; --json prints the outcome as JSON instead.
+No network, no ZITADEL and no configuration needed.`;
+
+const LIMIT = 2;
+const ADMIN_TOKEN = 'demo-admin';
+const LOGIN_TOKEN = 'demo-login-ui';
+const LIMITER_TOKEN = 'demo-session-limiter';
+
+export interface DemoStep {
+  step: number;
+  user: string;
+  device: string;
+  call: string;
+  /** The acting user's active sessions after the step, by device, most recently authenticated first. */
+  active: string[];
+  evicted: string[];
+  note?: string;
+}
+
+export interface DemoOutcome {
+  limit: number;
+  steps: DemoStep[];
+  /** Active sessions per user at the end, by device. */
+  final: Record<string, string[]>;
+}
+
+async function freePort(): Promise<number> {
+  const server = net.createServer();
+  await new Promise<void>((resolve) => server.listen(0, '127.0.0.1', resolve));
+  const { port } = server.address() as net.AddressInfo;
+  await new Promise<void>((resolve) => server.close(() => resolve()));
+  return port;
+}
+
+async function api(baseUrl: string, method: string, path: string, body: unknown): Promise<Record<string, any>> {
+  const response = await fetch(`${baseUrl}${path}`, {
+    method,
+    headers: { authorization: `Bearer ${ADMIN_TOKEN}`, 'content-type': 'application/json' },
+    body: JSON.stringify(body),
+  });
+  const json = (await response.json()) as Record<string, any>;
+  if (!response.ok) throw new Error(`Action API ${method} ${path} answered ${response.status}: ${json.message}`);
+  return json;
+}
+
+/** The compiled service next to this file (dist/main.js), started the way users start it. */
+function startService(env: Record<string, string>): { child: ChildProcess; ready: Promise<void>; stopped: Promise<void> } {
+  const main = fileURLToPath(new URL('../main.js', import.meta.url));
+  if (!existsSync(main)) throw new Error(`${main} is missing: run "npm run build" first (npm run demo does)`);
+  const child = spawn(process.execPath, [main], { env: { ...process.env, ...env }, stdio: ['ignore', 'pipe', 'pipe'] });
+  let output = '';
+  const ready = new Promise<void>((resolve, reject) => {
+    child.stdout!.on('data', (chunk: Buffer) => {
+      output += chunk;
+      if (output.includes('zitadel-session-limiter ready')) resolve();
+    });
+    child.stderr!.on('data', (chunk: Buffer) => (output += chunk));
+    child.once('exit', (code) => reject(new Error(`the service exited with ${code}:\n${output}`)));
+  });
+  const stopped = new Promise<void>((resolve) => child.once('exit', () => resolve()));
+  return { child, ready, stopped };
+}
+
+function lastAuthenticated(session: SimSession): number {
+  return Math.max(0, ...Object.values(session.factors).map((date) => date!.getTime()));
+}
+
+export async function runDemo(log: (line: string) => void): Promise<DemoOutcome> {
+  const simulator = new ZitadelSimulator({
+    tokens: { [ADMIN_TOKEN]: ALL_PERMISSIONS, [LOGIN_TOKEN]: LOGIN_CLIENT_PERMISSIONS, [LIMITER_TOKEN]: ['session.read', 'session.delete'] },
+  });
+  const { state } = simulator;
+  const zitadelUrl = await simulator.listen();
+  const alice = state.addUser({ loginName: 'alice@example.com', password: 'alice-password' });
+  const bob = state.addUser({ loginName: 'bob@example.com', password: 'bob-password' });
+  const names = new Map([
+    [alice.id, 'alice'],
+    [bob.id, 'bob'],
+  ]);
+
+  // Register the service as ZITADEL's operators do: a target, then the two response executions.
+  const port = await freePort();
+  const endpoint = `http://127.0.0.1:${port}${WEBHOOK_PATH}`;
+  const target = await api(zitadelUrl, 'POST', '/v2/actions/targets', {
+    name: 'session-limiter',
+    endpoint,
+    timeout: '10s',
+    restWebhook: { interruptOnError: false },
+  });
+  for (const method of [CREATE_SESSION, SET_SESSION]) {
+    await api(zitadelUrl, 'PUT', '/v2/actions/executions', { condition: { response: { method } }, targets: [target.id] });
+  }
+  const service = startService({
+    ZITADEL_URL: zitadelUrl,
+    ZITADEL_TOKEN: LIMITER_TOKEN,
+    ZITADEL_SIGNING_KEYS: target.signingKey,
+    SESSION_LIMIT: String(LIMIT),
+    PORT: String(port),
+    HOST: '127.0.0.1',
+    LOG_LEVEL: 'info',
+  });
+  const transport = createServerTransport(LOGIN_TOKEN, { baseUrl: zitadelUrl });
+  const login = createSessionServiceClient(transport);
+  const steps: DemoStep[] = [];
+  const deviceOf = new Map<string, string>();
+  const tokens = new Map<string, string>();
+
+  const activeOf = (userId: string) =>
+    state
+      .activeSessionsOf(userId)
+      .sort((a, b) => lastAuthenticated(b) - lastAuthenticated(a))
+      .map((session) => deviceOf.get(session.id) ?? session.id);
+
+  /** Runs one login call and records what it left: active sessions, evicted ones and why. */
+  const step = async (user: string, device: string, call: string, run: () => Promise<unknown>, explain?: string) => {
+    const before = new Set(state.sessions.keys());
+    let note: string | undefined;
+    try {
+      await run();
+    } catch (error) {
+      note = `refused by ZITADEL: ${error instanceof Error ? error.message : String(error)}`;
+    }
+    const evicted = [...before].filter((id) => !state.sessions.has(id)).map((id) => deviceOf.get(id) ?? id);
+    const active = activeOf(user);
+    const entry: DemoStep = { step: steps.length + 1, user: names.get(user)!, device, call, active, evicted };
+    if (note) entry.note = explain ? `${note}; ${explain}` : note;
+    else if (explain) entry.note = explain;
+    else if (evicted.length > 0) {
+      const seen = active.length + evicted.length;
+      entry.note = `evicted ${evicted.join(', ')}: least recently authenticated of ${seen} active sessions, limit ${LIMIT}`;
+    }
+    steps.push(entry);
+  };
+
+  const signIn = async (userId: string, loginName: string, password: string, device: string) => {
+    await step(userId, device, 'CreateSession (login name)', async () => {
+      const created = await login.createSession({
+        checks: { user: { search: { case: 'loginName', value: loginName } } },
+        userAgent: { fingerprintId: `fp-${names.get(userId)}-${device}`, description: device },
+        lifetime: { seconds: 12n * 3600n },
+      });
+      deviceOf.set(created.sessionId, device);
+      tokens.set(`${userId}/${device}`, created.sessionId);
+    });
+    const sessionId = tokens.get(`${userId}/${device}`)!;
+    await step(userId, device, 'SetSession (password)', () =>
+      login.setSession({ sessionId, checks: { password: { password } } }),
+    );
+  };
+
+  try {
+    await service.ready;
+    log(`zitadel-session-limiter demo: at most ${LIMIT} active sessions per user\n`);
+    log(`  ZITADEL simulator  ${zitadelUrl}  (Session Service over gRPC, v2 Action API)`);
+    log(`  session-limiter    ${endpoint}  (restWebhook target on the CreateSession + SetSession responses)\n`);
+    for (const device of ['laptop', 'phone', 'tablet', 'tv']) await signIn(alice.id, alice.loginName, 'alice-password', device);
+    await signIn(bob.id, bob.loginName, 'bob-password', 'laptop');
+    const tablet = tokens.get(`${alice.id}/tablet`)!;
+    await step(
+      alice.id,
+      'tablet',
+      'SetSession (password re-check)',
+      () => login.setSession({ sessionId: tablet, checks: { password: { password: 'alice-password' } } }),
+      'the tablet is now the most recently authenticated; still 2 active, nothing to evict',
+    );
+    const laptop = tokens.get(`${alice.id}/laptop`)!;
+    await step(
+      alice.id,
+      'laptop',
+      'SetSession (evicted session goes on)',
+      () => login.setSession({ sessionId: laptop, checks: { password: { password: 'alice-password' } } }),
+      'the laptop must sign in again',
+    );
+    return { limit: LIMIT, steps, final: { alice: activeOf(alice.id), bob: activeOf(bob.id) } };
+  } finally {
+    service.child.kill('SIGTERM');
+    await service.stopped;
+    await simulator.close();
+  }
+}
+
+function printTimeline(outcome: DemoOutcome, log: (line: string) => void): void {
+  const rows = outcome.steps.map((s) => [String(s.step), s.user, s.device, s.call, s.active.join(', ') || '-', s.evicted.join(', ') || '-']);
+  const header = ['step', 'user', 'device', 'call', 'active sessions of user (newest first)', 'evicted'];
+  const widths = header.map((title, i) => Math.max(title.length, ...rows.map((row) => row[i]!.length)));
+  const line = (cells: string[]) => `  ${cells.map((cell, i) => cell.padEnd(widths[i]!)).join('  ')}`.trimEnd();
+  log(line(header));
+  outcome.steps.forEach((s, i) => {
+    log(line(rows[i]!));
+    if (s.note) log(`${' '.repeat(8)}-> ${s.note}`);
+  });
+  log('');
+  log(`  final: alice is signed in on ${outcome.final.alice?.join(' and ')}; bob on ${outcome.final.bob?.join(', ')}.`);
+  log(`  Each login beyond ${outcome.limit} evicted the least recently authenticated session, before ZITADEL answered the login.`);
+}
+
+export async function demoCommand(argv: string[]): Promise<number> {
+  const { values } = parseArgs({ args: argv, options: { json: { type: 'boolean' }, help: { type: 'boolean', short: 'h' } } });
+  if (values.help) {
+    console.log(demoHelp);
+    return 0;
+  }
+  const started = Date.now();
+  const outcome = await runDemo(values.json ? () => {} : (line) => console.log(line));
+  if (values.json) console.log(JSON.stringify(outcome, null, 2));
+  else {
+    printTimeline(outcome, (line) => console.log(line));
+    console.log(`\n  (${((Date.now() - started) / 1000).toFixed(1)} s)`);
+  }
+  return 0;
+}

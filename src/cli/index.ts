@@ -1,0 +1,46 @@
+#!/usr/bin/env node
+import { replayCommand } from './replay.js';
+import { simulateCommand } from './simulate.js';
+
+const help = `Usage: zitadel-session-limiter <command> [options]
+
+Commands:
+  serve      run the service (configured by environment variables; see README)
+  demo       a simulated ZITADEL, the service and four devices signing in: see the limit work
+  simulate   run a ZITADEL simulator (Session Service over gRPC, Action API, Actions v2 executor)
+  replay     sign a payload file the way ZITADEL does and POST it to a running service
+
+"zitadel-session-limiter <command> --help" describes each command.`;
+
+const commands: Record<string, (argv: string[]) => Promise<number | void>> = {
+  serve: async () => (await import('../service.js')).runService(),
+  demo: async (argv) => (await import('./demo.js')).demoCommand(argv),
+  simulate: simulateCommand,
+  replay: replayCommand,
+};
+
+async function main(argv: string[]): Promise<number | void> {
+  const [name, ...rest] = argv;
+  if (name === undefined || name === '--help' || name === '-h' || name === 'help') {
+    console.log(help);
+    return name === undefined ? 2 : 0;
+  }
+  const command = commands[name];
+  if (!command) {
+    console.error(`unknown command "${name}"\n\n${help}`);
+    return 2;
+  }
+  return command(rest);
+}
+
+main(process.argv.slice(2)).then(
+  (code) => {
+    if (typeof code === 'number') process.exitCode = code;
+  },
+  (error: unknown) => {
+    const code = (error as { code?: string }).code;
+    // parseArgs reports unknown or malformed options with ERR_PARSE_ARGS_*: a usage error, not a crash.
+    console.error(`${code?.startsWith('ERR_PARSE_ARGS') ? '' : 'error: '}${error instanceof Error ? error.message : String(error)}`);
+    process.exitCode = code?.startsWith('ERR_PARSE_ARGS') ? 2 : 1;
+  },
+);

@@ -1,0 +1,204 @@
+import { spawn, type ChildProcess } from 'node:child_process';
+import { fileURLToPath } from 'node:url';
+import t from 'tap';
+import { signPayload } from '../../src/signature/sign.js';
+import { DEFAULT_SIMULATOR_TOKEN, ZitadelSimulator } from '../../src/simulator/index.js';
+import { fixtureFor } from '../helpers/payloads.js';
+import { minutesAgo, SIGNING_KEY } from '../helpers/stack.js';
+
+const ROOT = fileURLToPath(new URL('../../', import.meta.url));
+
+interface Service {
+  child: ChildProcess;
+  stdout: () => string;
+  stderr: () => string;
+  exited: Promise<number | null>;
+}
+
+/** `npm start`, as a user runs it, in its own process group so that the whole group can be signalled. */
+function npmStart(env: Record<string, string>): Service {
+  const child = spawn('npm', ['start', '--silent'], {
+    cwd: ROOT,
+    env: { PATH: process.env.PATH ?? '', HOME: process.env.HOME ?? '', ...env },
+    detached: true,
+    stdio: ['ignore', 'pipe', 'pipe'],
+  });
+  let stdout = '';
+  let stderr = '';
+  child.stdout!.on('data', (chunk: Buffer) => (stdout += chunk));
+  child.stderr!.on('data', (chunk: Buffer) => (stderr += chunk));
+  const exited = new Promise<number | null>((resolve) => child.once('exit', (code) => resolve(code)));
+  return { child, stdout: () => stdout, stderr: () => stderr, exited };
+}
+
+async function waitFor<T>(what: string, probe: () => T | undefined, service: Service, timeoutMs = 60_000): Promise<T> {
+  const deadline = Date.now() + timeoutMs;
+  for (;;) {
+    const value = probe();
+    if (value !== undefined) return value;
+    if (service.child.exitCode !== null) throw new Error(`service exited before ${what}: ${service.stderr()}`);
+    if (Date.now() > deadline) throw new Error(`timed out waiting for ${what}`);
+    await new Promise((resolve) => setTimeout(resolve, 50));
+  }
+}
+
+t.test('npm start serves the webhook against a ZITADEL over gRPC, and stops on SIGTERM', async (t) => {
+  const simulator = new ZitadelSimulator();
+  await simulator.listen();
+  t.teardown(() => simulator.close());
+  const { state } = simulator;
+  const old = state.seedSession({ userId: 'u', creationDate: minutesAgo(30), factors: { password: minutesAgo(30) } }).id;
+  const mid = state.seedSession({ userId: 'u', creationDate: minutesAgo(20), factors: { password: minutesAgo(20) } }).id;
+  const fresh = state.seedSession({ userId: 'u', factors: { password: new Date() } }).id;
+
+  const service = npmStart({
+    ZITADEL_URL: simulator.url,
+    ZITADEL_TOKEN: DEFAULT_SIMULATOR_TOKEN,
+    ZITADEL_SIGNING_KEYS: `rotated-out-key,${SIGNING_KEY}`,
+    SESSION_LIMIT: '2',
+    PORT: '0',
+    HOST: '127.0.0.1',
+  });
+  t.teardown(() => {
+    if (service.child.exitCode === null) process.kill(-service.child.pid!, 'SIGKILL');
+  });
+  const url = await waitFor('the listening line', () => /Server listening at (http:\/\/127\.0\.0\.1:\d+)/.exec(service.stdout())?.[1], service);
+
+  t.equal((await fetch(`${url}/healthz`)).status, 200);
+  const body = fixtureFor('02-password.set-session', fresh);
+  const post = (signature: string) =>
+    fetch(`${url}/webhooks/zitadel`, { method: 'POST', headers: { 'content-type': 'application/json', 'zitadel-signature': signature }, body });
+
+  const rejected = await post(signPayload(body, 'wrong-key'));
+  t.equal(rejected.status, 401);
+  t.equal(((await rejected.json()) as { error: string }).error, 'ERR_SIGNATURE_MISMATCH');
+  t.same(state.calls, [], 'no ZITADEL call for a bad signature');
+
+  const accepted = await post(signPayload(body, SIGNING_KEY));
+  t.equal(accepted.status, 204);
+  t.same([...state.sessions.keys()].sort(), [mid, fresh].sort(), 'the oldest session was evicted');
+  t.notOk(state.sessions.has(old));
+
+  process.kill(-service.child.pid!, 'SIGTERM');
+  await service.exited;
+  const lines = service.stdout().split('\n').filter(Boolean).map((line) => JSON.parse(line));
+  t.ok(lines.some((line) => line.event === 'session.evicted' && line.sessionId === old), 'the eviction was logged');
+  t.ok(lines.some((line) => line.msg === 'stopped'), 'it shut down cleanly');
+});
+
+t.test('a bad configuration stops npm start with exit code 1 and one line per problem', async (t) => {
+  const service = npmStart({ ZITADEL_URL: 'ftp://nowhere', ZITADEL_SIGNING_KEYS: 'SECRET-signing-key', SESSION_LIMIT: '0' });
+  const code = await service.exited;
+  t.equal(code, 1);
+  const problems = service.stderr().split('\n').filter((line) => line.startsWith('config error: '));
+  t.same(
+    problems.map((line) => line.slice('config error: '.length).split(/[ :]/)[0]),
+    ['ZITADEL_URL', 'ZITADEL_TOKEN', 'SESSION_LIMIT'],
+  );
+  t.notMatch(service.stderr() + service.stdout(), /SECRET/);
+});
+
+/** Runs a command in the project and collects its output (no shell). */
+function run(command: string, args: string[], input?: string): Promise<{ code: number | null; stdout: string; stderr: string }> {
+  return new Promise((resolve) => {
+    const child = spawn(command, args, { cwd: ROOT, env: { PATH: process.env.PATH ?? '', HOME: process.env.HOME ?? '' } });
+    let stdout = '';
+    let stderr = '';
+    child.stdout.on('data', (chunk: Buffer) => (stdout += chunk));
+    child.stderr.on('data', (chunk: Buffer) => (stderr += chunk));
+    child.once('exit', (code) => resolve({ code, stdout, stderr }));
+    child.stdin.end(input ?? '');
+  });
+}
+
+t.test('npm run demo plays four devices, a second user and a re-check, and ends in the right state', async (t) => {
+  const { code, stdout, stderr } = await run('npm', ['run', 'demo', '--silent', '--', '--json']);
+  t.equal(code, 0, stderr);
+  const outcome = JSON.parse(stdout) as {
+    limit: number;
+    steps: { user: string; device: string; call: string; active: string[]; evicted: string[]; note?: string }[];
+    final: Record<string, string[]>;
+  };
+  t.equal(outcome.limit, 2);
+  t.same(outcome.final, { alice: ['tablet', 'tv'], bob: ['laptop'] }, 'the two most recently authenticated remain');
+  t.same(
+    outcome.steps.filter((step) => step.evicted.length > 0).map((step) => [step.user, step.device, step.evicted]),
+    [
+      ['alice', 'tablet', ['laptop']],
+      ['alice', 'tv', ['phone']],
+    ],
+    'the third and fourth password logins each evicted the oldest device, nothing else was evicted',
+  );
+  t.ok(outcome.steps.filter((step) => step.call.includes('login name')).every((step) => step.evicted.length === 0), 'login-name steps never evict');
+  t.match(outcome.steps.at(-1)!.note, /not_found/, 'the evicted laptop cannot go on');
+});
+
+t.test('replay: a valid fixture gets 204, --key wrong gets 401 with its code; - reads stdin', async (t) => {
+  const simulator = new ZitadelSimulator();
+  await simulator.listen();
+  t.teardown(() => simulator.close());
+  const fresh = simulator.state.seedSession({ userId: 'u', factors: { password: new Date() } }).id;
+  const service = npmStart({
+    ZITADEL_URL: simulator.url,
+    ZITADEL_TOKEN: DEFAULT_SIMULATOR_TOKEN,
+    ZITADEL_SIGNING_KEYS: SIGNING_KEY,
+    PORT: '0',
+    HOST: '127.0.0.1',
+  });
+  t.teardown(() => {
+    if (service.child.exitCode === null) process.kill(-service.child.pid!, 'SIGKILL');
+  });
+  const url = await waitFor('the listening line', () => /Server listening at (http:\/\/127\.0\.0\.1:\d+)/.exec(service.stdout())?.[1], service);
+  const cli = (...args: string[]) => run(process.execPath, ['dist/cli/index.js', 'replay', ...args]);
+
+  const fixture = 'test/fixtures/payloads/01-login-name.create-session.json';
+  const ok = await cli(fixture, '--url', url, '--key', SIGNING_KEY);
+  t.equal(ok.code, 0);
+  t.equal(ok.stdout.trim(), '204');
+
+  const wrong = await cli(fixture, '--url', url, '--key', 'wrong');
+  t.equal(wrong.code, 1);
+  t.match(wrong.stdout, /^401 ERR_SIGNATURE_MISMATCH: /);
+
+  const stale = await cli(fixture, '--url', url, '--key', SIGNING_KEY, '--timestamp', '1767225600');
+  t.match(stale.stdout, /^401 ERR_SIGNATURE_STALE/);
+
+  const stdin = await run(process.execPath, ['dist/cli/index.js', 'replay', '-', '--url', `${url}/webhooks/zitadel`, '--key', SIGNING_KEY], fixtureFor('02-password.set-session', fresh));
+  t.equal(stdin.stdout.trim(), '204', 'stdin, enforced');
+
+  const usage = await cli('--url', url);
+  t.equal(usage.code, 2);
+  t.match(usage.stderr, /give exactly one FILE/);
+  process.kill(-service.child.pid!, 'SIGTERM');
+  await service.exited;
+});
+
+t.test('simulate runs a ZITADEL the real client can sign a user in with; bad arguments are usage errors', async (t) => {
+  const child = spawn(process.execPath, ['dist/cli/index.js', 'simulate', '--port', '0', '--user', 'bob@example.com:pw:with:colons'], {
+    cwd: ROOT,
+    stdio: ['ignore', 'pipe', 'pipe'],
+  });
+  let stdout = '';
+  child.stdout.on('data', (chunk: Buffer) => (stdout += chunk));
+  const exited = new Promise<number | null>((resolve) => child.once('exit', resolve));
+  t.teardown(() => void child.kill('SIGKILL'));
+  const service = { child, stdout: () => stdout, stderr: () => '', exited };
+  const url = await waitFor('the simulator', () => /listening at (http:\/\/\S+)/.exec(stdout)?.[1], service);
+  const { createServerTransport } = await import('@zitadel/client/node');
+  const { createSessionServiceClient } = await import('@zitadel/client/v2');
+  const client = createSessionServiceClient(createServerTransport(DEFAULT_SIMULATOR_TOKEN, { baseUrl: url }));
+  const created = await client.createSession({
+    checks: { user: { search: { case: 'loginName', value: 'bob@example.com' } }, password: { password: 'pw:with:colons' } },
+  });
+  t.ok((await client.getSession({ sessionId: created.sessionId })).session?.factors?.password?.verifiedAt);
+  child.kill('SIGTERM');
+  t.equal(await exited, 0, 'stops cleanly');
+
+  const bad = await run(process.execPath, ['dist/cli/index.js', 'simulate', '--port', 'x']);
+  t.equal(bad.code, 2);
+  const unknown = await run(process.execPath, ['dist/cli/index.js', 'nope']);
+  t.equal(unknown.code, 2);
+  t.match(unknown.stderr, /unknown command "nope"/);
+  const option = await run(process.execPath, ['dist/cli/index.js', 'replay', '--bogus']);
+  t.equal(option.code, 2);
+});
