@@ -1,11 +1,16 @@
 import Fastify, { LogController, type FastifyBaseLogger, type FastifyInstance } from 'fastify';
 import type { Logger } from 'pino';
 import { ServiceError } from './errors.js';
+import type { Metrics } from './metrics.js';
 import { webhookRoutes, type WebhookOptions } from './webhook.js';
+import type { Readiness } from './zitadel/readiness.js';
 
-export interface AppOptions extends Omit<WebhookOptions, 'now'> {
+export interface AppOptions extends Omit<WebhookOptions, 'now' | 'metrics'> {
   logger: Logger;
   now?: () => number;
+  metrics?: Metrics;
+  /** /readyz; without it the app is ready as soon as it runs. */
+  readiness?: () => Promise<Readiness>;
 }
 
 /** Builds the HTTP app without listening, so tests can `inject` and `main` can `listen`. */
@@ -22,11 +27,24 @@ export function buildApp(options: AppOptions): FastifyInstance {
 
   app.get('/healthz', async () => ({ status: 'ok' }));
 
+  app.get('/readyz', async (_request, reply) => {
+    const readiness = options.readiness ? await options.readiness() : { ready: true, reason: 'no readiness check configured' };
+    return reply.code(readiness.ready ? 200 : 503).send({ status: readiness.ready ? 'ready' : 'not ready', reason: readiness.reason });
+  });
+
+  const { metrics } = options;
+  if (metrics) {
+    app.get('/metrics', async (_request, reply) =>
+      reply.type(metrics.registry.contentType).send(await metrics.registry.metrics()),
+    );
+  }
+
   app.register(webhookRoutes, {
     enforcer: options.enforcer,
     signingKeys: options.signingKeys,
     signatureToleranceSeconds: options.signatureToleranceSeconds,
     now: options.now ?? Date.now,
+    metrics,
   });
 
   app.setNotFoundHandler((_request, reply) => {

@@ -1,18 +1,29 @@
+import type { KeyObject } from 'node:crypto';
 import { z } from 'zod';
+import { readServiceAccountKey, type ServiceAccountKey } from './zitadel/credentials.js';
 
 /**
  * The service's configuration, read from the environment and validated at start-up. A bad value stops the
  * process with one line per problem; no line ever contains a secret's value.
  */
+/** How the service authenticates to ZITADEL: a personal access token, or a service account key (JWT profile). */
+export type ZitadelCredentials =
+  | { kind: 'personal-access-token'; token: string }
+  | { kind: 'key-file'; key: ServiceAccountKey; privateKey: KeyObject };
+
 export interface Config {
   zitadelUrl: URL;
-  zitadelToken: string;
+  credentials: ZitadelCredentials;
+  /** Deadline of every ZITADEL call. */
+  zitadelTimeoutMs: number;
   signingKeys: string[];
   sessionLimit: number;
   signatureToleranceSeconds: number;
   port: number;
   host: string;
   logLevel: LogLevel;
+  /** How long a shutdown waits for enforcements in flight. */
+  shutdownTimeoutMs: number;
 }
 
 const logLevels = ['fatal', 'error', 'warn', 'info', 'debug', 'trace', 'silent'] as const;
@@ -54,10 +65,13 @@ const schema = z.object({
       { error: 'ZITADEL_URL must be an https:// (or, for a local ZITADEL, http://) URL without credentials' },
     ),
   ),
-  ZITADEL_TOKEN: required(
-    'ZITADEL_TOKEN',
-    'a personal access token of a service user holding session.read and session.delete (e.g. IAM_USER_MANAGER)',
-  ).pipe(z.string().regex(/^\S+$/, { error: 'ZITADEL_TOKEN must not contain whitespace' })),
+  ZITADEL_TOKEN: z.preprocess(
+    blankToUndefined,
+    z.string().regex(/^\S+$/, { error: 'ZITADEL_TOKEN must not contain whitespace' }).optional(),
+  ),
+  ZITADEL_KEY_FILE: z.preprocess(blankToUndefined, z.string().optional()),
+  ZITADEL_TIMEOUT_MS: integer('ZITADEL_TIMEOUT_MS', 100, 60_000, 5000),
+  SHUTDOWN_TIMEOUT_MS: integer('SHUTDOWN_TIMEOUT_MS', 0, 300_000, 10_000),
   ZITADEL_SIGNING_KEYS: required(
     'ZITADEL_SIGNING_KEYS',
     "the target's signing key from ZITADEL; during a rotation several, separated by commas",
@@ -100,14 +114,21 @@ export interface LoadedConfig {
 /** Reads and validates the configuration; throws `ConfigError` listing every problem, one line each. */
 export function loadConfig(env: Record<string, string | undefined>): LoadedConfig {
   const result = schema.safeParse(env);
-  if (!result.success) {
-    // Our own messages name the variable; zod's defaults never echo the input, so no secret can leak here.
-    const problems = result.error.issues.map((issue) => {
-      const variable = String(issue.path[0] ?? 'environment');
-      return issue.message.startsWith(variable) ? issue.message : `${variable}: ${issue.message}`;
-    });
-    throw new ConfigError([...new Set(problems)]);
+  // Our own messages name the variable; zod's defaults never echo the input, so no secret can leak here.
+  const problems = result.success
+    ? []
+    : result.error.issues.map((issue) => {
+        const variable = String(issue.path[0] ?? 'environment');
+        return issue.message.startsWith(variable) ? issue.message : `${variable}: ${issue.message}`;
+      });
+  let credentials: ZitadelCredentials | undefined;
+  try {
+    credentials = readCredentials(blankToUndefined(env.ZITADEL_TOKEN) as string | undefined, blankToUndefined(env.ZITADEL_KEY_FILE) as string | undefined);
+  } catch (error) {
+    if (!(error instanceof ConfigError)) throw error;
+    problems.push(...error.problems);
   }
+  if (!result.success || !credentials) throw new ConfigError([...new Set(problems)]);
   const env_ = result.data;
   const zitadelUrl = new URL(env_.ZITADEL_URL);
   const warnings: string[] = [];
@@ -120,16 +141,33 @@ export function loadConfig(env: Record<string, string | undefined>): LoadedConfi
   return {
     config: {
       zitadelUrl,
-      zitadelToken: env_.ZITADEL_TOKEN,
+      credentials,
+      zitadelTimeoutMs: env_.ZITADEL_TIMEOUT_MS,
       signingKeys: env_.ZITADEL_SIGNING_KEYS,
       sessionLimit: env_.SESSION_LIMIT,
       signatureToleranceSeconds: env_.SIGNATURE_TOLERANCE_SECONDS,
       port: env_.PORT,
       host: env_.HOST,
       logLevel: env_.LOG_LEVEL,
+      shutdownTimeoutMs: env_.SHUTDOWN_TIMEOUT_MS,
     },
     warnings,
   };
+}
+
+const CREDENTIALS_NEEDED =
+  'set ZITADEL_TOKEN (a personal access token of a service user holding session.read and session.delete, ' +
+  'e.g. IAM_USER_MANAGER) or ZITADEL_KEY_FILE (that service user\'s JSON key)';
+
+function readCredentials(token: string | undefined, keyFile: string | undefined): ZitadelCredentials {
+  if (token && keyFile) throw new ConfigError(['ZITADEL_TOKEN and ZITADEL_KEY_FILE are both set: keep one']);
+  if (token) return { kind: 'personal-access-token', token };
+  if (!keyFile) throw new ConfigError([`ZITADEL_TOKEN is required: ${CREDENTIALS_NEEDED}`]);
+  try {
+    return { kind: 'key-file', ...readServiceAccountKey(keyFile) };
+  } catch (error) {
+    throw new ConfigError([`ZITADEL_KEY_FILE ${(error as Error).message}`]);
+  }
 }
 
 export function isLoopback(hostname: string): boolean {

@@ -1,12 +1,82 @@
+import type { FastifyInstance } from 'fastify';
+import type { Logger } from 'pino';
 import { buildApp } from './app.js';
-import { ConfigError, loadConfig } from './config.js';
+import { ConfigError, loadConfig, type Config } from './config.js';
 import { SessionLimitEnforcer } from './enforcement/enforcer.js';
 import { createLogger } from './logger.js';
+import { createMetrics, type Metrics } from './metrics.js';
+import { ZitadelConnection } from './zitadel/connection.js';
+import { JwtProfileToken, PersonalAccessToken, type AccessTokenSource } from './zitadel/credentials.js';
+import { createReadinessCheck } from './zitadel/readiness.js';
 import { ZitadelSessionDirectory } from './zitadel/session-directory.js';
+
+export interface Service {
+  app: FastifyInstance;
+  connection: ZitadelConnection;
+  directory: ZitadelSessionDirectory;
+  enforcer: SessionLimitEnforcer;
+  metrics: Metrics;
+  credentials: AccessTokenSource;
+  /** Stops accepting, lets enforcements in flight finish, then closes the connection to ZITADEL. */
+  close(): Promise<void>;
+}
+
+export interface ComposeOptions {
+  /** Process metrics (event loop, memory); off in tests that build many services in one process. */
+  defaultMetrics?: boolean;
+  pageSize?: number;
+}
+
+export function credentialsFor(config: Pick<Config, 'credentials' | 'zitadelUrl'>): AccessTokenSource {
+  const { credentials } = config;
+  if (credentials.kind === 'personal-access-token') return new PersonalAccessToken(credentials.token);
+  return new JwtProfileToken({ issuer: config.zitadelUrl.origin, key: credentials.key, privateKey: credentials.privateKey });
+}
+
+/** Wires the service from its configuration: the same composition for `npm start` and the tests. */
+export function composeService(config: Config, logger: Logger, options: ComposeOptions = {}): Service {
+  const metrics = createMetrics({ defaultMetrics: options.defaultMetrics });
+  const credentials = credentialsFor(config);
+  const connection = new ZitadelConnection({
+    baseUrl: config.zitadelUrl,
+    credentials,
+    timeoutMs: config.zitadelTimeoutMs,
+    observe: (method, result, seconds) => {
+      metrics.zitadelCalls.inc({ method, result });
+      metrics.zitadelCallDuration.observe({ method }, seconds);
+    },
+  });
+  const directory = new ZitadelSessionDirectory(connection.transport, { pageSize: options.pageSize });
+  const enforcer = new SessionLimitEnforcer({ directory, limit: config.sessionLimit, logger, metrics });
+  const app = buildApp({
+    logger,
+    enforcer,
+    metrics,
+    signingKeys: config.signingKeys,
+    signatureToleranceSeconds: config.signatureToleranceSeconds,
+    readiness: createReadinessCheck({ connection, directory }),
+  });
+  return {
+    app,
+    connection,
+    directory,
+    enforcer,
+    metrics,
+    credentials,
+    async close() {
+      try {
+        await app.close();
+      } finally {
+        connection.close();
+      }
+    },
+  };
+}
 
 /**
  * Starts the service from the environment, the way `npm start`, `zitadel-session-limiter serve` and the container
- * do. A bad configuration ends the process with exit code 1 and one line per problem.
+ * do. A bad configuration ends the process with exit code 1 and one line per problem. SIGTERM / SIGINT stop it
+ * gracefully: no new requests, enforcements in flight finish (within SHUTDOWN_TIMEOUT_MS), exit 0.
  */
 export async function runService(env: Record<string, string | undefined> = process.env): Promise<void> {
   let loaded;
@@ -21,35 +91,33 @@ export async function runService(env: Record<string, string | undefined> = proce
   const { config, warnings } = loaded;
   const logger = createLogger(config.logLevel);
   for (const warning of warnings) logger.warn(warning);
-
-  const directory = new ZitadelSessionDirectory({ baseUrl: config.zitadelUrl, token: config.zitadelToken });
-  const enforcer = new SessionLimitEnforcer({ directory, limit: config.sessionLimit, logger });
-  const app = buildApp({
-    logger,
-    enforcer,
-    signingKeys: config.signingKeys,
-    signatureToleranceSeconds: config.signatureToleranceSeconds,
-  });
+  const service = composeService(config, logger);
 
   let stopping = false;
   const stop = async (signal: string) => {
     if (stopping) return;
     stopping = true;
-    logger.info({ signal }, 'shutting down: finishing requests in flight');
-    try {
-      await app.close();
-    } finally {
-      directory.close();
-    }
+    logger.info({ signal, timeoutMs: config.shutdownTimeoutMs }, 'shutting down: finishing enforcements in flight');
+    const deadline = setTimeout(() => {
+      logger.error({ timeoutMs: config.shutdownTimeoutMs }, 'enforcements still in flight at the shutdown deadline; exiting');
+      process.exit(1);
+    }, config.shutdownTimeoutMs);
+    deadline.unref();
+    await service.close();
     logger.info('stopped');
     process.exit(0);
   };
   process.once('SIGTERM', () => void stop('SIGTERM'));
   process.once('SIGINT', () => void stop('SIGINT'));
 
-  await app.listen({ port: config.port, host: config.host });
+  await service.app.listen({ port: config.port, host: config.host });
   logger.info(
-    { limit: config.sessionLimit, zitadel: config.zitadelUrl.origin, keys: config.signingKeys.length },
+    {
+      limit: config.sessionLimit,
+      zitadel: config.zitadelUrl.origin,
+      credentials: config.credentials.kind,
+      keys: config.signingKeys.length,
+    },
     'zitadel-session-limiter ready',
   );
 }

@@ -1,6 +1,7 @@
 import type { FastifyError, FastifyInstance, FastifyPluginAsync } from 'fastify';
 import type { SessionLimitEnforcer } from './enforcement/enforcer.js';
 import { ServiceError } from './errors.js';
+import type { Metrics } from './metrics.js';
 import { interpretPayload } from './payload.js';
 import { verifySignature } from './signature/verify.js';
 import { ZitadelCallError } from './zitadel/session-directory.js';
@@ -13,6 +14,7 @@ export interface WebhookOptions {
   signingKeys: readonly string[];
   signatureToleranceSeconds: number;
   now: () => number;
+  metrics?: Metrics | undefined;
 }
 
 /** Maps any error of the webhook route to our stable codes; nothing from the request is echoed. */
@@ -38,8 +40,11 @@ export const webhookRoutes: FastifyPluginAsync<WebhookOptions> = async (app: Fas
     done(null, body),
   );
 
+  const count = (outcome: string, code = '') => options.metrics?.webhookRequests.inc({ outcome, code });
+
   app.setErrorHandler((error, request, reply) => {
     const serviceError = toServiceError(error);
+    count(serviceError.statusCode >= 500 ? 'failed' : 'rejected', serviceError.code);
     if (serviceError.statusCode >= 500) {
       // ZitadelCallError and unexpected errors carry no request data; the log names the failed call.
       request.log.error({ err: error, code: serviceError.code }, 'webhook failed');
@@ -68,11 +73,14 @@ export const webhookRoutes: FastifyPluginAsync<WebhookOptions> = async (app: Fas
     }
     const action = interpretPayload(payload);
     if (action.kind === 'ignore') {
+      count('ignored');
       request.log.debug({ outcome: 'ignored', method: action.method }, 'webhook for a method this service does not handle');
     } else if (action.kind === 'skip') {
+      count('skipped');
       request.log.debug({ outcome: 'skipped', sessionId: action.sessionId }, 'no credential verified in this call');
     } else {
       const result = await options.enforcer.enforce(action.sessionId);
+      count(result.outcome === 'enforced' ? 'enforced' : 'skipped');
       request.log.info(
         { outcome: result.outcome, sessionId: action.sessionId, userId: result.userId, active: result.active, evicted: result.evicted.length },
         'webhook handled',

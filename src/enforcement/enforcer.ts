@@ -1,5 +1,6 @@
 import pLimit from 'p-limit';
 import type { Logger } from 'pino';
+import type { Metrics } from '../metrics.js';
 import type { SessionDirectory } from '../zitadel/session-directory.js';
 import { chooseEvictions, lastAuthenticatedAt, type SessionRecord } from './decision.js';
 import { PerKeyQueue } from './per-key-queue.js';
@@ -22,6 +23,7 @@ export interface EnforcerOptions {
   now?: () => number;
   /** DeleteSession calls in flight at once for one enforcement. */
   deleteConcurrency?: number;
+  metrics?: Pick<Metrics, 'sessionsEvicted' | 'activeSessions' | 'enforcementDuration'> | undefined;
 }
 
 /**
@@ -35,6 +37,7 @@ export class SessionLimitEnforcer {
   readonly #now: () => number;
   readonly #deleteConcurrency: number;
   readonly #queue = new PerKeyQueue();
+  readonly #metrics: EnforcerOptions['metrics'];
 
   constructor(options: EnforcerOptions) {
     this.#directory = options.directory;
@@ -42,9 +45,19 @@ export class SessionLimitEnforcer {
     this.#logger = options.logger;
     this.#now = options.now ?? Date.now;
     this.#deleteConcurrency = options.deleteConcurrency ?? 8;
+    this.#metrics = options.metrics;
   }
 
   async enforce(sessionId: string): Promise<EnforcementResult> {
+    const stopTimer = this.#metrics?.enforcementDuration.startTimer();
+    try {
+      return await this.#enforce(sessionId);
+    } finally {
+      stopTimer?.();
+    }
+  }
+
+  async #enforce(sessionId: string): Promise<EnforcementResult> {
     // GetSession finds the user and brings ZITADEL's session projection up to date, so the list is current.
     const session = await this.#directory.getSession(sessionId);
     if (!session) return { outcome: 'session-not-found', evicted: [] };
@@ -64,11 +77,13 @@ export class SessionLimitEnforcer {
     const decision = chooseEvictions({ userId, sessions, limit: this.#limit, now: this.#now() });
     const kept = decision.keep.length;
     const active = kept + decision.evict.length;
+    this.#metrics?.activeSessions.observe(active);
     const limit = pLimit(this.#deleteConcurrency);
     const results = await Promise.allSettled(
       decision.evict.map(({ session }) =>
         limit(async () => {
           await this.#directory.deleteSession(session.id);
+          this.#metrics?.sessionsEvicted.inc();
           this.#logger.info(
             { event: 'session.evicted', userId, orgId: session.organizationId, sessionId: session.id, kept, limit: this.#limit },
             'evicted the least recently authenticated session beyond the limit',

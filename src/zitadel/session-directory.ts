@@ -1,7 +1,5 @@
-import { Code, ConnectError, type Client } from '@connectrpc/connect';
-import { Http2SessionManager } from '@connectrpc/connect-node';
+import { Code, ConnectError, type Client, type Transport } from '@connectrpc/connect';
 import type { Timestamp } from '@bufbuild/protobuf/wkt';
-import { createServerTransport } from '@zitadel/client/node';
 import { createSessionServiceClient } from '@zitadel/client/v2';
 import { SessionFieldName, type Session } from '@zitadel/proto/zitadel/session/v2/session_pb.js';
 import type { SessionService } from '@zitadel/proto/zitadel/session/v2/session_service_pb.js';
@@ -65,33 +63,20 @@ export function toSessionRecord(session: Session): SessionRecord {
 }
 
 export interface ZitadelSessionDirectoryOptions {
-  baseUrl: string | URL;
-  token: string;
-  /** Deadline of every call. */
-  timeoutMs?: number;
   /** ListSessions page size, 1..1000 (ZITADEL rejects more). */
   pageSize?: number;
 }
 
-/** `SessionDirectory` over `@zitadel/client` (gRPC on HTTP/2). `close()` ends the HTTP/2 connection. */
+/** `SessionDirectory` over `@zitadel/client`'s SessionService client (gRPC). */
 export class ZitadelSessionDirectory implements SessionDirectory {
   readonly #client: Client<typeof SessionService>;
-  readonly #sessions: Http2SessionManager;
   readonly #pageSize: number;
 
-  constructor(options: ZitadelSessionDirectoryOptions) {
-    const baseUrl = String(options.baseUrl).replace(/\/+$/, '');
+  constructor(transport: Transport, options: ZitadelSessionDirectoryOptions = {}) {
     this.#pageSize = options.pageSize ?? 1000;
     if (!Number.isInteger(this.#pageSize) || this.#pageSize < 1 || this.#pageSize > 1000) {
       throw new RangeError('pageSize must be an integer between 1 and 1000');
     }
-    // Our own session manager: it pings idle connections and can be aborted on shutdown.
-    this.#sessions = new Http2SessionManager(baseUrl, { pingIntervalMs: 30_000, idleConnectionTimeoutMs: 60_000 });
-    const transport = createServerTransport(options.token, {
-      baseUrl,
-      sessionManager: this.#sessions,
-      defaultTimeoutMs: options.timeoutMs ?? 5000,
-    });
     this.#client = createSessionServiceClient(transport);
   }
 
@@ -131,9 +116,5 @@ export class ZitadelSessionDirectory implements SessionDirectory {
     } catch (error) {
       throw new ZitadelCallError('DeleteSession', error);
     }
-  }
-
-  close(): void {
-    this.#sessions.abort();
   }
 }

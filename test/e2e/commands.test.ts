@@ -92,8 +92,8 @@ t.test('a bad configuration stops npm start with exit code 1 and one line per pr
   t.equal(code, 1);
   const problems = service.stderr().split('\n').filter((line) => line.startsWith('config error: '));
   t.same(
-    problems.map((line) => line.slice('config error: '.length).split(/[ :]/)[0]),
-    ['ZITADEL_URL', 'ZITADEL_TOKEN', 'SESSION_LIMIT'],
+    problems.map((line) => line.slice('config error: '.length).split(/[ :]/)[0]).sort(),
+    ['SESSION_LIMIT', 'ZITADEL_TOKEN', 'ZITADEL_URL'],
   );
   t.notMatch(service.stderr() + service.stdout(), /SECRET/);
 });

@@ -1,11 +1,10 @@
 import { Writable } from 'node:stream';
 import type { FastifyInstance, LightMyRequestResponse } from 'fastify';
-import { buildApp } from '../../src/app.js';
-import { SessionLimitEnforcer } from '../../src/enforcement/enforcer.js';
+import { loadConfig } from '../../src/config.js';
 import { createLogger } from '../../src/logger.js';
+import { composeService, type Service } from '../../src/service.js';
 import { signPayload } from '../../src/signature/sign.js';
 import { DEFAULT_SIMULATOR_TOKEN, ZitadelSimulator, type SimulatorOptions } from '../../src/simulator/index.js';
-import { ZitadelSessionDirectory } from '../../src/zitadel/session-directory.js';
 
 export const SIGNING_KEY = 'Ab3dEf6hIj9kLm2nOp5qRs8tUv1wXy4zAB7C';
 
@@ -28,7 +27,7 @@ export interface Stack {
   simulator: ZitadelSimulator;
   app: FastifyInstance;
   logs: LogCapture;
-  directory: ZitadelSessionDirectory;
+  service: Service;
   /** POSTs a payload to the webhook, signed with `key` (default: the configured one) at the current time. */
   send(body: string, options?: { key?: string; timestamp?: number; headers?: Record<string, string> }): Promise<LightMyRequestResponse>;
   close(): Promise<void>;
@@ -40,6 +39,8 @@ export interface StackOptions {
   token?: string;
   pageSize?: number;
   logLevel?: 'info' | 'debug' | 'trace';
+  /** More environment variables for the service's configuration. */
+  env?: Record<string, string>;
 }
 
 /** The service wired to a simulated ZITADEL over real gRPC on loopback; requests go through `app.inject`. */
@@ -47,20 +48,24 @@ export async function startStack(options: StackOptions = {}): Promise<Stack> {
   const simulator = new ZitadelSimulator(options.simulator);
   await simulator.listen();
   const logs = new LogCapture();
-  const logger = createLogger(options.logLevel ?? 'info', logs);
-  const directory = new ZitadelSessionDirectory({
-    baseUrl: simulator.url,
-    token: options.token ?? DEFAULT_SIMULATOR_TOKEN,
+  const { config } = loadConfig({
+    ZITADEL_URL: simulator.url,
+    ZITADEL_TOKEN: options.token ?? DEFAULT_SIMULATOR_TOKEN,
+    ZITADEL_SIGNING_KEYS: SIGNING_KEY,
+    SESSION_LIMIT: String(options.limit ?? 2),
+    ...options.env,
+  });
+  const service = composeService(config, createLogger(options.logLevel ?? 'info', logs), {
+    defaultMetrics: false,
     pageSize: options.pageSize,
   });
-  const enforcer = new SessionLimitEnforcer({ directory, limit: options.limit ?? 2, logger });
-  const app = buildApp({ logger, enforcer, signingKeys: [SIGNING_KEY], signatureToleranceSeconds: 300 });
+  const { app } = service;
   await app.ready();
   return {
     simulator,
     app,
     logs,
-    directory,
+    service,
     send(body, { key = SIGNING_KEY, timestamp, headers = {} } = {}) {
       return app.inject({
         method: 'POST',
@@ -74,8 +79,7 @@ export async function startStack(options: StackOptions = {}): Promise<Stack> {
       });
     },
     async close() {
-      await app.close();
-      directory.close();
+      await service.close();
       await simulator.close();
     },
   };

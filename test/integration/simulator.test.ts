@@ -4,20 +4,22 @@ import { createSessionServiceClient } from '@zitadel/client/v2';
 import { SessionFieldName } from '@zitadel/proto/zitadel/session/v2/session_pb.js';
 import t, { type Test } from 'tap';
 import { ZitadelSimulator } from '../../src/simulator/index.js';
+import { ZitadelConnection } from '../../src/zitadel/connection.js';
+import { PersonalAccessToken } from '../../src/zitadel/credentials.js';
 import { ZitadelCallError, ZitadelSessionDirectory } from '../../src/zitadel/session-directory.js';
 import { minutesAgo } from '../helpers/stack.js';
 
 async function withSimulator(t: Test, options: ConstructorParameters<typeof ZitadelSimulator>[0] = {}) {
   const simulator = new ZitadelSimulator(options);
   await simulator.listen();
-  const directories: ZitadelSessionDirectory[] = [];
+  const connections: ZitadelConnection[] = [];
   const directory = (token = 'simulator-token', pageSize?: number) => {
-    const d = new ZitadelSessionDirectory({ baseUrl: simulator.url, token, pageSize, timeoutMs: 2000 });
-    directories.push(d);
-    return d;
+    const connection = new ZitadelConnection({ baseUrl: simulator.url, credentials: new PersonalAccessToken(token), timeoutMs: 2000 });
+    connections.push(connection);
+    return new ZitadelSessionDirectory(connection.transport, { pageSize });
   };
   t.teardown(async () => {
-    for (const d of directories) d.close();
+    for (const connection of connections) connection.close();
     await simulator.close();
   });
   return { simulator, state: simulator.state, directory };

@@ -1,3 +1,4 @@
+import { generateKeyPairSync } from 'node:crypto';
 import t from 'tap';
 import { ConfigError, isLoopback, loadConfig } from '../../src/config.js';
 
@@ -23,7 +24,9 @@ t.test('defaults', async (t) => {
     { ...config, zitadelUrl: config.zitadelUrl.href },
     {
       zitadelUrl: 'https://example.zitadel.cloud/',
-      zitadelToken: 'SECRET-token-value',
+      credentials: { kind: 'personal-access-token', token: 'SECRET-token-value' },
+      zitadelTimeoutMs: 5000,
+      shutdownTimeoutMs: 10000,
       signingKeys: ['SECRET-key-one'],
       sessionLimit: 2,
       signatureToleranceSeconds: 300,
@@ -78,6 +81,20 @@ t.test('limits and tolerances that would disable protection are refused', async 
   t.same(problemsOf({ ...base, SIGNATURE_TOLERANCE_SECONDS: '0' }).length, 1, 'tolerance 0 is not "no check"');
   t.same(problemsOf({ ...base, ZITADEL_TOKEN: 'has space' }).length, 1);
   t.same(problemsOf({ ...base, ZITADEL_URL: 'not a url' }).length, 1);
+});
+
+t.test('credentials: exactly one of ZITADEL_TOKEN and ZITADEL_KEY_FILE; a key file is checked at start-up', async (t) => {
+  const { ZITADEL_TOKEN: _unused, ...noToken } = base;
+  t.match(problemsOf(noToken), [/^ZITADEL_TOKEN is required: set ZITADEL_TOKEN .* or ZITADEL_KEY_FILE/]);
+  t.match(problemsOf({ ...base, ZITADEL_KEY_FILE: '/nowhere' }), [/both set/]);
+  t.match(problemsOf({ ...noToken, ZITADEL_KEY_FILE: '/nowhere/key.json' }), [/^ZITADEL_KEY_FILE cannot be read/]);
+  t.match(problemsOf({ ...noToken, ZITADEL_KEY_FILE: '{"keyId":"1","userId":"2","key":"SECRET-not-a-pem"}' }), [/^ZITADEL_KEY_FILE holds no readable private key$/]);
+  t.match(problemsOf({ ...noToken, ZITADEL_KEY_FILE: '{"keyId":"1"}' }), [/needs keyId, key and userId/]);
+  const { privateKey } = generateKeyPairSync('rsa', { modulusLength: 2048 });
+  const pkcs1 = privateKey.export({ type: 'pkcs1', format: 'pem' }).toString();
+  const { config } = loadConfig({ ...noToken, ZITADEL_KEY_FILE: JSON.stringify({ type: 'serviceaccount', keyId: 'k1', key: pkcs1, userId: 'u1' }) });
+  t.equal(config.credentials.kind, 'key-file', 'ZITADEL\'s PKCS#1 key file, given as content');
+  t.equal(loadConfig({ ...base, ZITADEL_TIMEOUT_MS: '1500' }).config.zitadelTimeoutMs, 1500);
 });
 
 t.test('http:// is accepted, with a warning unless the host is loopback', async (t) => {

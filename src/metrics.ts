@@ -1,0 +1,60 @@
+import { Counter, Histogram, Registry, collectDefaultMetrics } from 'prom-client';
+
+/** The service's Prometheus metrics, on a registry of its own (GET /metrics). */
+export interface Metrics {
+  registry: Registry;
+  /** Webhook requests by outcome (enforced, skipped, ignored, rejected, failed) and error code. */
+  webhookRequests: Counter<'outcome' | 'code'>;
+  sessionsEvicted: Counter;
+  /** Active sessions a user held when an enforcement looked (before evicting). */
+  activeSessions: Histogram;
+  enforcementDuration: Histogram;
+  /** ZITADEL calls by gRPC method and result (`ok` or the gRPC code). */
+  zitadelCalls: Counter<'method' | 'result'>;
+  zitadelCallDuration: Histogram<'method'>;
+}
+
+export function createMetrics(options: { defaultMetrics?: boolean } = {}): Metrics {
+  const registry = new Registry();
+  if (options.defaultMetrics ?? true) collectDefaultMetrics({ register: registry });
+  const registers = [registry];
+  return {
+    registry,
+    webhookRequests: new Counter({
+      name: 'session_limiter_webhook_requests_total',
+      help: 'Webhook requests by outcome (enforced, skipped, ignored, rejected, failed) and error code',
+      labelNames: ['outcome', 'code'],
+      registers,
+    }),
+    sessionsEvicted: new Counter({
+      name: 'session_limiter_sessions_evicted_total',
+      help: 'Sessions deleted because their user was over the limit',
+      registers,
+    }),
+    activeSessions: new Histogram({
+      name: 'session_limiter_active_sessions',
+      help: 'Active sessions of the user seen by each enforcement, before evicting',
+      buckets: [1, 2, 3, 4, 5, 10, 20, 50, 100],
+      registers,
+    }),
+    enforcementDuration: new Histogram({
+      name: 'session_limiter_enforcement_duration_seconds',
+      help: 'Time from a verified webhook to the limit holding, including ZITADEL calls',
+      buckets: [0.005, 0.01, 0.025, 0.05, 0.1, 0.25, 0.5, 1, 2.5, 5, 10],
+      registers,
+    }),
+    zitadelCalls: new Counter({
+      name: 'session_limiter_zitadel_calls_total',
+      help: 'ZITADEL API calls by method and result (ok or the gRPC code)',
+      labelNames: ['method', 'result'],
+      registers,
+    }),
+    zitadelCallDuration: new Histogram({
+      name: 'session_limiter_zitadel_call_duration_seconds',
+      help: 'ZITADEL API call latency by method',
+      labelNames: ['method'],
+      buckets: [0.002, 0.005, 0.01, 0.025, 0.05, 0.1, 0.25, 0.5, 1, 2.5, 5],
+      registers,
+    }),
+  };
+}

@@ -1,0 +1,68 @@
+import { Code, ConnectError, type Interceptor, type Transport } from '@connectrpc/connect';
+import { createGrpcTransport, Http2SessionManager } from '@connectrpc/connect-node';
+import type { AccessTokenSource } from './credentials.js';
+
+/** The outcome of one ZITADEL call: `ok` or the gRPC code's name (e.g. `Unavailable`). */
+export type CallObserver = (method: string, result: string, seconds: number) => void;
+
+export interface ZitadelConnectionOptions {
+  baseUrl: string | URL;
+  credentials: AccessTokenSource;
+  /** Deadline of every call (ZITADEL_TIMEOUT_MS). */
+  timeoutMs?: number;
+  /** Told about every call, e.g. for metrics. */
+  observe?: CallObserver;
+}
+
+/** Codes that mean ZITADEL did not answer at all (rather than answering with an error). */
+const NO_ANSWER = new Set([Code.Unavailable, Code.DeadlineExceeded, Code.Canceled, Code.Unknown]);
+
+/**
+ * One HTTP/2 connection to ZITADEL for every gRPC client of the service: bearer token from the credentials on each
+ * call, a deadline per call, every call observed, and a record of when ZITADEL last answered (for /readyz).
+ */
+export class ZitadelConnection {
+  readonly transport: Transport;
+  readonly #sessions: Http2SessionManager;
+  /** Epoch ms of the last call ZITADEL answered (successfully or with an error of its own). */
+  lastAnswerAt: number | undefined;
+  /** Why the last call failed without an answer, if it did. */
+  lastFailure: string | undefined;
+
+  constructor(options: ZitadelConnectionOptions) {
+    const baseUrl = String(options.baseUrl).replace(/\/+$/, '');
+    // Our own session manager: it pings idle connections, and close() can abort it (a test server would hang).
+    this.#sessions = new Http2SessionManager(baseUrl, { pingIntervalMs: 30_000, idleConnectionTimeoutMs: 60_000 });
+    const authenticate: Interceptor = (next) => async (request) => {
+      request.header.set('authorization', `Bearer ${await options.credentials.token()}`);
+      return next(request);
+    };
+    const observe: Interceptor = (next) => async (request) => {
+      const started = process.hrtime.bigint();
+      const seconds = () => Number(process.hrtime.bigint() - started) / 1e9;
+      try {
+        const response = await next(request);
+        this.lastAnswerAt = Date.now();
+        options.observe?.(request.method.name, 'ok', seconds());
+        return response;
+      } catch (error) {
+        const code = ConnectError.from(error).code;
+        if (NO_ANSWER.has(code)) this.lastFailure = `${request.method.name}: ${Code[code]}`;
+        else this.lastAnswerAt = Date.now();
+        options.observe?.(request.method.name, Code[code] ?? 'error', seconds());
+        throw error;
+      }
+    };
+    this.transport = createGrpcTransport({
+      baseUrl,
+      sessionManager: this.#sessions,
+      defaultTimeoutMs: options.timeoutMs ?? 5000,
+      interceptors: [observe, authenticate],
+    });
+  }
+
+  /** Ends the HTTP/2 connection (on shutdown). */
+  close(): void {
+    this.#sessions.abort();
+  }
+}

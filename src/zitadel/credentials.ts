@@ -1,0 +1,136 @@
+import { createPrivateKey, type KeyObject } from 'node:crypto';
+import { readFileSync } from 'node:fs';
+import { SignJWT } from 'jose';
+import { z } from 'zod';
+
+/** Where the bearer token for ZITADEL calls comes from. */
+export interface AccessTokenSource {
+  /** A valid access token; may fetch a new one. */
+  token(): Promise<string>;
+}
+
+/** A personal access token: valid until revoked. */
+export class PersonalAccessToken implements AccessTokenSource {
+  readonly #token: string;
+  constructor(token: string) {
+    this.#token = token;
+  }
+  token(): Promise<string> {
+    return Promise.resolve(this.#token);
+  }
+}
+
+/** ZITADEL's service-account key file (Console → Service User → Keys → JSON). */
+export interface ServiceAccountKey {
+  type: string;
+  keyId: string;
+  key: string;
+  userId: string;
+}
+
+const keyFileSchema = z.object({
+  type: z.string().optional().default('serviceaccount'),
+  keyId: z.string().min(1),
+  key: z.string().min(1),
+  userId: z.string().min(1),
+});
+
+/**
+ * Reads a key file: the value is either the JSON itself (convenient as a Fly secret) or a path to it. Throws a
+ * message that names the problem, never the key.
+ */
+export function readServiceAccountKey(value: string): { key: ServiceAccountKey; privateKey: KeyObject } {
+  let text = value.trim();
+  if (!text.startsWith('{')) {
+    try {
+      text = readFileSync(text, 'utf8');
+    } catch {
+      throw new Error('cannot be read: give the path of the JSON key file from ZITADEL, or its content');
+    }
+  }
+  let json: unknown;
+  try {
+    json = JSON.parse(text);
+  } catch {
+    throw new Error('is not JSON: use the key file ZITADEL downloads for a service user (type JSON)');
+  }
+  const parsed = keyFileSchema.safeParse(json);
+  if (!parsed.success) throw new Error('needs keyId, key and userId: use the key file ZITADEL downloads for a service user');
+  let privateKey: KeyObject;
+  try {
+    // ZITADEL's key files hold a PKCS#1 RSA key ("BEGIN RSA PRIVATE KEY"); createPrivateKey reads PKCS#1 and PKCS#8.
+    privateKey = createPrivateKey(parsed.data.key);
+  } catch {
+    throw new Error('holds no readable private key');
+  }
+  return { key: parsed.data, privateKey };
+}
+
+export const JWT_BEARER_GRANT = 'urn:ietf:params:oauth:grant-type:jwt-bearer';
+export const ZITADEL_API_SCOPE = 'openid urn:zitadel:iam:org:project:id:zitadel:aud';
+
+export interface JwtProfileOptions {
+  /** ZITADEL's base URL: the token endpoint is `<issuer>/oauth/v2/token` and the JWT audience is the issuer. */
+  issuer: string;
+  key: ServiceAccountKey;
+  privateKey: KeyObject;
+  /** Refresh this long before the token expires. */
+  refreshMarginMs?: number;
+  now?: () => number;
+}
+
+/**
+ * The JWT profile grant: signs a JWT with the service account's key (kid = keyId, iss = sub = userId,
+ * aud = issuer) and exchanges it at /oauth/v2/token. The token is cached and refreshed before it expires; callers
+ * that arrive during a refresh share it.
+ */
+export class JwtProfileToken implements AccessTokenSource {
+  readonly #options: Required<Omit<JwtProfileOptions, 'now'>> & { now: () => number };
+  #current: { token: string; refreshAt: number } | undefined;
+  #pending: Promise<string> | undefined;
+  /** How many tokens were fetched (for tests and metrics). */
+  fetched = 0;
+
+  constructor(options: JwtProfileOptions) {
+    this.#options = { refreshMarginMs: 60_000, now: Date.now, ...options, issuer: options.issuer.replace(/\/+$/, '') };
+  }
+
+  token(): Promise<string> {
+    const current = this.#current;
+    if (current && this.#options.now() < current.refreshAt) return Promise.resolve(current.token);
+    this.#pending ??= this.#fetch().finally(() => (this.#pending = undefined));
+    return this.#pending;
+  }
+
+  async #fetch(): Promise<string> {
+    const { issuer, key, privateKey, now } = this.#options;
+    const issuedAt = Math.floor(now() / 1000);
+    const assertion = await new SignJWT({})
+      .setProtectedHeader({ alg: 'RS256', kid: key.keyId })
+      .setIssuer(key.userId)
+      .setSubject(key.userId)
+      .setAudience(issuer)
+      .setIssuedAt(issuedAt)
+      .setExpirationTime(issuedAt + 3600)
+      .sign(privateKey);
+    const response = await fetch(`${issuer}/oauth/v2/token`, {
+      method: 'POST',
+      headers: { 'content-type': 'application/x-www-form-urlencoded' },
+      body: new URLSearchParams({ grant_type: JWT_BEARER_GRANT, scope: ZITADEL_API_SCOPE, assertion }),
+      signal: AbortSignal.timeout(10_000),
+    });
+    const body = (await response.json().catch(() => ({}))) as { access_token?: unknown; expires_in?: unknown; error?: unknown };
+    if (!response.ok || typeof body.access_token !== 'string') {
+      throw new Error(
+        `ZITADEL refused the key file's JWT at /oauth/v2/token (${response.status} ${String(body.error ?? '')}): ` +
+          'check that the key is active and belongs to the service user',
+      );
+    }
+    const lifetimeMs = (typeof body.expires_in === 'number' ? body.expires_in : 3600) * 1000;
+    // Refresh a margin before expiry, but never later than halfway through a short-lived token.
+    const margin = Math.min(this.#options.refreshMarginMs, lifetimeMs / 2);
+    this.#current = { token: body.access_token, refreshAt: now() + lifetimeMs - margin };
+    this.fetched += 1;
+    return body.access_token;
+  }
+}
