@@ -25,6 +25,16 @@ export function buildApp(options: AppOptions): FastifyInstance {
     requestTimeout: 30_000,
   });
 
+  // While closing, answer what is in flight with "Connection: close": a keep-alive connection left open by a client
+  // would otherwise hold the shutdown until its idle timeout.
+  let closing = false;
+  app.addHook('preClose', async () => {
+    closing = true;
+  });
+  app.addHook('onSend', async (_request, reply) => {
+    if (closing) reply.header('connection', 'close');
+  });
+
   app.get('/healthz', async () => ({ status: 'ok' }));
 
   app.get('/readyz', async (_request, reply) => {

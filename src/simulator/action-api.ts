@@ -292,7 +292,7 @@ export function actionApiHandler(state: SimulatorState, actions: ActionsRegistry
         return;
       }
       const token = /^Bearer (.+)$/.exec(request.headers.authorization ?? '')?.[1];
-      const granted = token === undefined ? undefined : state.tokens.get(token);
+      const granted = state.permissionsOf(token);
       if (!granted) throw new ConnectError('Errors.Token.Invalid (AUTH-7fs1e)', Code.Unauthenticated);
       if (!granted.has(route.permission)) throw new ConnectError('No matching permissions found (AUTH-5mWD2)', Code.PermissionDenied);
       const body = await readJson(request);

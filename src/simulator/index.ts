@@ -26,3 +26,4 @@ export {
   type TargetType,
 } from './actions.js';
 export { goJsonStringify } from './go-json.js';
+export { addServiceAccountKey, type ServiceKeyFile } from './oauth.js';

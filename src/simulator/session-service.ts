@@ -69,7 +69,7 @@ export async function simulateCall<T>(
   try {
     const authorization = context.requestHeader.get('authorization') ?? '';
     const token = /^Bearer (.+)$/.exec(authorization)?.[1];
-    const granted = token === undefined ? undefined : state.tokens.get(token);
+    const granted = state.permissionsOf(token);
     if (!granted) throw new ConnectError('Errors.Token.Invalid (AUTH-7fs1e)', Code.Unauthenticated);
     if (!granted.has(permission)) throw new ConnectError('No matching permissions found (AUTH-5mWD2)', Code.PermissionDenied);
     const fault = state.takeFault(method);

@@ -7,6 +7,7 @@ import { connectNodeAdapter } from '@connectrpc/connect-node';
 import { SessionService } from '@zitadel/proto/zitadel/session/v2/session_service_pb.js';
 import { actionApiHandler } from './action-api.js';
 import { ActionsRegistry } from './actions.js';
+import { tokenEndpoint } from './oauth.js';
 import { sessionServiceImpl } from './session-service.js';
 import { ALL_PERMISSIONS, SimulatorState, type Permission, type ProjectionMode } from './state.js';
 
@@ -77,7 +78,11 @@ export class ZitadelSimulator {
         routes: (router) => router.service(SessionService, sessionServiceImpl(this.state, this.actions)),
       }),
     );
-    this.#rest = http.createServer(actionApiHandler(this.state, this.actions));
+    const actionApi = actionApiHandler(this.state, this.actions);
+    this.#rest = http.createServer((request, response) => {
+      if (request.url?.startsWith('/oauth/v2/token')) void tokenEndpoint(this.state, this.url, request, response);
+      else actionApi(request, response);
+    });
     // One port for both, as ZITADEL serves them: an HTTP/2 connection preface goes to gRPC, the rest to HTTP/1.1.
     this.#server = net.createServer((socket) => {
       this.#sockets.add(socket);

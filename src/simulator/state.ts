@@ -1,4 +1,4 @@
-import { randomBytes } from 'node:crypto';
+import { randomBytes, type KeyObject } from 'node:crypto';
 import { Code } from '@connectrpc/connect';
 
 /**
@@ -116,6 +116,13 @@ export class SimulatorState {
   /** The user id behind each token: the API caller ZITADEL names in execution payloads (`userID`). */
   readonly tokenOwners = new Map<string, string>();
   readonly users = new Map<string, SimUser>();
+  /** Service-account keys for the JWT profile grant: keyId → public key, user and permissions. */
+  readonly serviceKeys = new Map<string, { userId: string; publicKey: KeyObject; permissions: Set<Permission> }>();
+  /** When tokens issued by /oauth/v2/token expire (epoch ms); personal access tokens never do. */
+  readonly tokenExpiry = new Map<string, number>();
+  accessTokenLifetimeSeconds = 3600;
+  /** How many times /oauth/v2/token was called. */
+  tokenRequests = 0;
   readonly instanceId = '300000000000000001';
   /** IdP intents a CreateSession may check: id → { token, userId }. */
   readonly idpIntents = new Map<string, { token: string; userId: string }>();
@@ -144,6 +151,14 @@ export class SimulatorState {
 
   nextSequence(): bigint {
     return ++this.#sequence;
+  }
+
+  /** The permissions of a bearer token, or undefined when it is unknown or expired. */
+  permissionsOf(token: string | undefined): Set<Permission> | undefined {
+    if (token === undefined) return undefined;
+    const expiry = this.tokenExpiry.get(token);
+    if (expiry !== undefined && expiry <= this.now().getTime()) return undefined;
+    return this.tokens.get(token);
   }
 
   /** Registers a bearer token with its permissions; its owner is the caller named in execution payloads. */

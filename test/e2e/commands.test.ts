@@ -111,6 +111,51 @@ function run(command: string, args: string[], input?: string): Promise<{ code: n
   });
 }
 
+t.test('SIGTERM during an enforcement lets it finish, then exits 0 (node dist/main.js, as in the container)', async (t) => {
+  const simulator = new ZitadelSimulator();
+  await simulator.listen();
+  t.teardown(() => simulator.close());
+  const { state } = simulator;
+  const old = state.seedSession({ userId: 'u', creationDate: minutesAgo(30), factors: { password: minutesAgo(30) } }).id;
+  const fresh = state.seedSession({ userId: 'u', factors: { password: new Date() } }).id;
+  state.latencyMs.DeleteSession = 1500;
+
+  const child = spawn(process.execPath, ['dist/main.js'], {
+    cwd: ROOT,
+    env: {
+      PATH: process.env.PATH ?? '',
+      ZITADEL_URL: simulator.url,
+      ZITADEL_TOKEN: DEFAULT_SIMULATOR_TOKEN,
+      ZITADEL_SIGNING_KEYS: SIGNING_KEY,
+      SESSION_LIMIT: '1',
+      PORT: '0',
+      HOST: '127.0.0.1',
+    },
+    stdio: ['ignore', 'pipe', 'pipe'],
+  });
+  let stdout = '';
+  child.stdout.on('data', (chunk: Buffer) => (stdout += chunk));
+  const exited = new Promise<number | null>((resolve) => child.once('exit', resolve));
+  t.teardown(() => void child.kill('SIGKILL'));
+  const service = { child, stdout: () => stdout, stderr: () => '', exited };
+  const url = await waitFor('the listening line', () => /Server listening at (http:\/\/127\.0\.0\.1:\d+)/.exec(stdout)?.[1], service);
+
+  const body = fixtureFor('02-password.set-session', fresh);
+  const pending = fetch(`${url}/webhooks/zitadel`, {
+    method: 'POST',
+    headers: { 'content-type': 'application/json', 'zitadel-signature': signPayload(body, SIGNING_KEY) },
+    body,
+  });
+  // The list is done once ListSessions is recorded: the DeleteSession (1.5 s) is in flight now.
+  await waitFor('the enforcement to reach DeleteSession', () => (state.calls.some((c) => c.method === 'ListSessions') ? true : undefined), service);
+  child.kill('SIGTERM');
+  const response = await pending;
+  t.equal(response.status, 204, 'the enforcement in flight finished and was answered');
+  t.equal(await exited, 0, 'then the process exited 0');
+  t.notOk(state.sessions.has(old), 'the eviction happened');
+  t.match(stdout, /"msg":"shutting down: finishing enforcements in flight"[\s\S]*"event":"session.evicted"[\s\S]*"msg":"stopped"/);
+});
+
 t.test('npm run demo plays four devices, a second user and a re-check, and ends in the right state', async (t) => {
   const { code, stdout, stderr } = await run('npm', ['run', 'demo', '--silent', '--', '--json']);
   t.equal(code, 0, stderr);

@@ -39,8 +39,8 @@ export interface StackOptions {
   token?: string;
   pageSize?: number;
   logLevel?: 'info' | 'debug' | 'trace';
-  /** More environment variables for the service's configuration. */
-  env?: Record<string, string>;
+  /** More environment variables for the service's configuration, given the simulator (e.g. to add a key). */
+  env?: (simulator: ZitadelSimulator) => Record<string, string | undefined>;
 }
 
 /** The service wired to a simulated ZITADEL over real gRPC on loopback; requests go through `app.inject`. */
@@ -53,7 +53,7 @@ export async function startStack(options: StackOptions = {}): Promise<Stack> {
     ZITADEL_TOKEN: options.token ?? DEFAULT_SIMULATOR_TOKEN,
     ZITADEL_SIGNING_KEYS: SIGNING_KEY,
     SESSION_LIMIT: String(options.limit ?? 2),
-    ...options.env,
+    ...options.env?.(simulator),
   });
   const service = composeService(config, createLogger(options.logLevel ?? 'info', logs), {
     defaultMetrics: false,
