@@ -1,4 +1,5 @@
 #!/usr/bin/env node
+import { registerCommand, rotateKeyCommand, unregisterCommand, UsageError } from './admin.js';
 import { replayCommand } from './replay.js';
 import { simulateCommand } from './simulate.js';
 
@@ -9,6 +10,10 @@ Commands:
   demo       a simulated ZITADEL, the service and four devices signing in: see the limit work
   simulate   run a ZITADEL simulator (Session Service over gRPC, Action API, Actions v2 executor)
   replay     sign a payload file the way ZITADEL does and POST it to a running service
+  register   create the Actions v2 target and bind it to the CreateSession and SetSession responses
+  unregister unbind the target (keeping other targets) and delete it
+  rotate-key rotate the signing key in two steps without losing a webhook
+  doctor     check the token's permissions, the target, the executions, the endpoint and your apps
 
 "zitadel-session-limiter <command> --help" describes each command.`;
 
@@ -17,6 +22,10 @@ const commands: Record<string, (argv: string[]) => Promise<number | void>> = {
   demo: async (argv) => (await import('./demo.js')).demoCommand(argv),
   simulate: simulateCommand,
   replay: replayCommand,
+  register: registerCommand,
+  unregister: unregisterCommand,
+  'rotate-key': rotateKeyCommand,
+  doctor: async (argv) => (await import('./doctor.js')).doctorCommand(argv),
 };
 
 async function main(argv: string[]): Promise<number | void> {
@@ -38,6 +47,11 @@ main(process.argv.slice(2)).then(
     if (typeof code === 'number') process.exitCode = code;
   },
   (error: unknown) => {
+    if (error instanceof UsageError) {
+      for (const problem of error.problems) console.error(problem);
+      process.exitCode = 2;
+      return;
+    }
     const code = (error as { code?: string }).code;
     // parseArgs reports unknown or malformed options with ERR_PARSE_ARGS_*: a usage error, not a crash.
     console.error(`${code?.startsWith('ERR_PARSE_ARGS') ? '' : 'error: '}${error instanceof Error ? error.message : String(error)}`);

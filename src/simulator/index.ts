@@ -27,3 +27,4 @@ export {
 } from './actions.js';
 export { goJsonStringify } from './go-json.js';
 export { addServiceAccountKey, type ServiceKeyFile } from './oauth.js';
+export type { SimApplication, SimOidcApp } from './app-service.js';

@@ -4,9 +4,12 @@ import net from 'node:net';
 import type { AddressInfo } from 'node:net';
 import { Duplex } from 'node:stream';
 import { connectNodeAdapter } from '@connectrpc/connect-node';
+import { AppService } from '@zitadel/proto/zitadel/app/v2beta/app_service_pb.js';
+import { ProjectService } from '@zitadel/proto/zitadel/project/v2beta/project_service_pb.js';
 import { SessionService } from '@zitadel/proto/zitadel/session/v2/session_service_pb.js';
 import { actionApiHandler } from './action-api.js';
 import { ActionsRegistry } from './actions.js';
+import { appServiceImpl, projectServiceImpl } from './app-service.js';
 import { tokenEndpoint } from './oauth.js';
 import { sessionServiceImpl } from './session-service.js';
 import { ALL_PERMISSIONS, SimulatorState, type Permission, type ProjectionMode } from './state.js';
@@ -75,7 +78,11 @@ export class ZitadelSimulator {
         grpc: true,
         connect: true,
         grpcWeb: false,
-        routes: (router) => router.service(SessionService, sessionServiceImpl(this.state, this.actions)),
+        routes: (router) =>
+          router
+            .service(SessionService, sessionServiceImpl(this.state, this.actions))
+            .service(ProjectService, projectServiceImpl(this.state))
+            .service(AppService, appServiceImpl(this.state)),
       }),
     );
     const actionApi = actionApiHandler(this.state, this.actions);

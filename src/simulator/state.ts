@@ -1,5 +1,6 @@
 import { randomBytes, type KeyObject } from 'node:crypto';
 import { Code } from '@connectrpc/connect';
+import type { SimApplication, SimOidcApp } from './app-service.js';
 
 /**
  * The in-memory state of a simulated ZITADEL, with ZITADEL's semantics for what this project touches
@@ -14,7 +15,9 @@ export type Permission =
   | 'action.target.write'
   | 'action.target.delete'
   | 'action.execution.read'
-  | 'action.execution.write';
+  | 'action.execution.write'
+  | 'project.read'
+  | 'project.app.read';
 export const ALL_PERMISSIONS: readonly Permission[] = [
   'session.read',
   'session.write',
@@ -24,6 +27,8 @@ export const ALL_PERMISSIONS: readonly Permission[] = [
   'action.target.delete',
   'action.execution.read',
   'action.execution.write',
+  'project.read',
+  'project.app.read',
 ];
 /** What Login V2's service account may do (ZITADEL's IAM_LOGIN_CLIENT, as far as sessions go). */
 export const LOGIN_CLIENT_PERMISSIONS: readonly Permission[] = ['session.read', 'session.write'];
@@ -126,6 +131,8 @@ export class SimulatorState {
   readonly instanceId = '300000000000000001';
   /** IdP intents a CreateSession may check: id → { token, userId }. */
   readonly idpIntents = new Map<string, { token: string; userId: string }>();
+  readonly projects = new Map<string, { id: string; name: string; organizationId: string }>();
+  readonly applications = new Map<string, SimApplication>();
   /** Sessions that asked for a WebAuthN challenge (a passkey check needs one first). */
   readonly webAuthNChallenges = new Set<string>();
   projectionMode: ProjectionMode;
@@ -177,6 +184,18 @@ export class SimulatorState {
     if (search.userId !== undefined) return this.users.get(search.userId);
     const name = search.loginName?.toLowerCase();
     return [...this.users.values()].find((user) => user.loginName.toLowerCase() === name);
+  }
+
+  /** Adds an application (an OIDC one when `oidc` is given) to a project, created by name when new. */
+  addApplication(init: { projectName: string; name: string; oidc?: SimOidcApp }): SimApplication {
+    let project = [...this.projects.values()].find((p) => p.name === init.projectName);
+    if (!project) {
+      project = { id: this.newId(), name: init.projectName, organizationId: '300000000000000002' };
+      this.projects.set(project.id, project);
+    }
+    const app: SimApplication = { id: this.newId(), projectId: project.id, name: init.name, oidc: init.oidc };
+    this.applications.set(app.id, app);
+    return app;
   }
 
   /** An IdP intent that a CreateSession for `userId` may check, as after a successful external login. */

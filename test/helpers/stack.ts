@@ -39,19 +39,23 @@ export interface StackOptions {
   token?: string;
   pageSize?: number;
   logLevel?: 'info' | 'debug' | 'trace';
+  /** Use this simulator (already listening) instead of starting one; it is then not closed with the stack. */
+  existingSimulator?: ZitadelSimulator;
+  /** The keys the service verifies with (ZITADEL_SIGNING_KEYS); default: SIGNING_KEY. */
+  signingKeys?: string[];
   /** More environment variables for the service's configuration, given the simulator (e.g. to add a key). */
   env?: (simulator: ZitadelSimulator) => Record<string, string | undefined>;
 }
 
 /** The service wired to a simulated ZITADEL over real gRPC on loopback; requests go through `app.inject`. */
 export async function startStack(options: StackOptions = {}): Promise<Stack> {
-  const simulator = new ZitadelSimulator(options.simulator);
-  await simulator.listen();
+  const simulator = options.existingSimulator ?? new ZitadelSimulator(options.simulator);
+  if (!options.existingSimulator) await simulator.listen();
   const logs = new LogCapture();
   const { config } = loadConfig({
     ZITADEL_URL: simulator.url,
     ZITADEL_TOKEN: options.token ?? DEFAULT_SIMULATOR_TOKEN,
-    ZITADEL_SIGNING_KEYS: SIGNING_KEY,
+    ZITADEL_SIGNING_KEYS: (options.signingKeys ?? [SIGNING_KEY]).join(','),
     SESSION_LIMIT: String(options.limit ?? 2),
     ...options.env?.(simulator),
   });
@@ -80,7 +84,7 @@ export async function startStack(options: StackOptions = {}): Promise<Stack> {
     },
     async close() {
       await service.close();
-      await simulator.close();
+      if (!options.existingSimulator) await simulator.close();
     },
   };
 }

@@ -1,0 +1,178 @@
+import { randomBytes } from 'node:crypto';
+import { Code, ConnectError, type Transport } from '@connectrpc/connect';
+import { createClientFor } from '@zitadel/client';
+import { createSessionServiceClient } from '@zitadel/client/v2';
+import { AppService } from '@zitadel/proto/zitadel/app/v2beta/app_service_pb.js';
+import { OIDCGrantType, OIDCTokenType } from '@zitadel/proto/zitadel/app/v2beta/oidc_pb.js';
+import { ProjectService } from '@zitadel/proto/zitadel/project/v2beta/project_service_pb.js';
+import { signPayload } from '../signature/sign.js';
+import type { ActionApi, Target } from '../zitadel/action-api.js';
+import { METHODS } from './registration.js';
+
+export type Status = 'PASS' | 'FAIL' | 'WARN' | 'SKIP';
+
+export interface CheckResult {
+  status: Status;
+  check: string;
+  detail: string;
+}
+
+export interface DoctorInputs {
+  zitadelUrl: string;
+  /** The service's runtime connection (its token or key file). */
+  runtime: Transport;
+  /** The keys the service verifies with (ZITADEL_SIGNING_KEYS). */
+  signingKeys: string[];
+  /** The admin side, when ZITADEL_ADMIN_TOKEN is set: Action API and a gRPC transport with that token. */
+  admin?: { api: ActionApi; transport: Transport } | undefined;
+  targetName: string;
+  /** Overrides the target's endpoint (or stands in for it without an admin token). */
+  endpoint?: string | undefined;
+}
+
+const codeOf = (error: unknown) => ConnectError.from(error).code;
+const probeId = () => `doctor-probe-${randomBytes(6).toString('hex')}`;
+const shortMethod = (method: string) => method.split('/').at(-1);
+
+/** Runs every check in order; later checks that depend on a failed one are skipped, with the reason. */
+export async function runDoctor(inputs: DoctorInputs): Promise<CheckResult[]> {
+  const results: CheckResult[] = [];
+  const add = (status: Status, check: string, detail: string) => results.push({ status, check, detail });
+  const sessions = createSessionServiceClient(inputs.runtime);
+
+  // 1. Reachability and the runtime token.
+  let reachable = false;
+  try {
+    await sessions.getSession({ sessionId: probeId() });
+    reachable = true;
+  } catch (error) {
+    const code = codeOf(error);
+    if (code === Code.NotFound || code === Code.PermissionDenied) reachable = true;
+    else if (code === Code.Unauthenticated) {
+      add('FAIL', 'runtime token', 'ZITADEL rejected the token: check ZITADEL_TOKEN (or ZITADEL_KEY_FILE); it may be expired or revoked');
+    } else add('FAIL', 'ZITADEL reachable', `${inputs.zitadelUrl} did not answer: ${Code[code]} ${ConnectError.from(error).rawMessage}`);
+  }
+  if (reachable) {
+    add('PASS', 'ZITADEL reachable, runtime token valid', inputs.zitadelUrl);
+    try {
+      await sessions.listSessions({ query: { limit: 1 } });
+      add('PASS', 'session.read', 'ListSessions answered');
+    } catch (error) {
+      add('FAIL', 'session.read', `ListSessions: ${Code[codeOf(error)]}: grant the service user IAM_USER_MANAGER (instance members)`);
+    }
+    try {
+      // Deleting an id that does not exist is harmless and succeeds only with the permission.
+      await sessions.deleteSession({ sessionId: probeId() });
+      add('PASS', 'session.delete', 'DeleteSession answered');
+    } catch (error) {
+      add('FAIL', 'session.delete', `DeleteSession: ${Code[codeOf(error)]}: grant the service user IAM_USER_MANAGER (instance members)`);
+    }
+  } else {
+    add('SKIP', 'session.read, session.delete', 'ZITADEL or the token is not usable (see above)');
+  }
+
+  // 2. The target and its executions (admin token).
+  let target: Target | undefined;
+  if (!inputs.admin) {
+    add('SKIP', 'target and executions', 'set ZITADEL_ADMIN_TOKEN (IAM_OWNER) to check them');
+  } else {
+    try {
+      target = await inputs.admin.api.findTarget(inputs.targetName);
+      if (!target) add('FAIL', 'target', `no target named "${inputs.targetName}": run "zitadel-session-limiter register --endpoint <URL>"`);
+      else {
+        add('PASS', 'target', `"${target.name}" (${target.id}) ${target.kind} -> ${target.endpoint}`);
+        for (const method of METHODS) {
+          const bound = (await inputs.admin.api.responseTargets(method)).includes(target.id);
+          add(
+            bound ? 'PASS' : 'FAIL',
+            `${shortMethod(method)} response execution`,
+            bound ? 'the target is bound' : 'the target is not bound: run register again (it keeps other targets)',
+          );
+        }
+        if (target.signingKey !== undefined) {
+          const known = inputs.signingKeys.includes(target.signingKey);
+          add(
+            known ? 'PASS' : 'FAIL',
+            'signing key',
+            known
+              ? 'ZITADEL_SIGNING_KEYS holds the target\'s current key'
+              : 'ZITADEL_SIGNING_KEYS does not hold the target\'s current key: the service would refuse every webhook',
+          );
+        }
+        if (target.kind === 'restCall') {
+          add('WARN', 'target type', 'restCall lets a target rewrite the login\'s response: register it as async or webhook');
+        }
+      }
+    } catch (error) {
+      add('FAIL', 'target', (error as Error).message);
+    }
+  }
+
+  // 3. The endpoint answers a request signed as ZITADEL would sign it.
+  const endpoint = inputs.endpoint ?? target?.endpoint;
+  if (!endpoint) add('SKIP', 'endpoint', 'no target found; pass --endpoint URL to check a deployment');
+  else results.push(await checkEndpoint(endpoint, target?.signingKey ?? inputs.signingKeys[0]));
+
+  // 4. Applications where an eviction does not really sign the device out.
+  if (inputs.admin) results.push(...(await checkApplications(inputs.admin.transport)));
+  return results;
+}
+
+async function checkEndpoint(endpoint: string, key: string | undefined): Promise<CheckResult> {
+  if (!key) return { status: 'SKIP', check: 'endpoint', detail: 'no signing key to sign with' };
+  // A payload for a method the service ignores: it answers 204 and calls nothing.
+  const body = JSON.stringify({ fullMethod: '/zitadel_session_limiter.Doctor/Check', request: {}, response: {} });
+  try {
+    const response = await fetch(endpoint, {
+      method: 'POST',
+      headers: { 'content-type': 'application/json', 'zitadel-signature': signPayload(body, key) },
+      body,
+      signal: AbortSignal.timeout(10_000),
+    });
+    const text = await response.text();
+    if (response.status === 204) return { status: 'PASS', check: 'endpoint', detail: `${endpoint} accepted a signed request` };
+    const code = /"error":"(\w+)"/.exec(text)?.[1] ?? '';
+    const hint = response.status === 401 ? ': the service does not accept the target\'s key; check ZITADEL_SIGNING_KEYS' : '';
+    return { status: 'FAIL', check: 'endpoint', detail: `${endpoint} answered ${response.status} ${code}${hint}` };
+  } catch (error) {
+    return { status: 'FAIL', check: 'endpoint', detail: `${endpoint} could not be reached: ${(error as Error).message}` };
+  }
+}
+
+async function checkApplications(transport: Transport): Promise<CheckResult[]> {
+  const projects = createClientFor(ProjectService)(transport);
+  const apps = createClientFor(AppService)(transport);
+  const results: CheckResult[] = [];
+  try {
+    const { projects: list } = await projects.listProjects({ pagination: { limit: 1000 } });
+    let oidcApps = 0;
+    for (const project of list) {
+      const { applications } = await apps.listApplications({ projectId: project.id, pagination: { limit: 1000 } });
+      for (const app of applications) {
+        if (app.config.case !== 'oidcConfig') continue;
+        oidcApps += 1;
+        const oidc = app.config.value;
+        const name = `app "${app.name}" (project "${project.name}")`;
+        if (!oidc.backChannelLogoutUri) {
+          results.push({ status: 'WARN', check: name, detail: 'no back-channel logout URI: the app is not told when a session is evicted' });
+        }
+        if (oidc.accessTokenType === OIDCTokenType.OIDC_TOKEN_TYPE_JWT) {
+          results.push({ status: 'WARN', check: name, detail: 'JWT access tokens: APIs that validate them locally accept them until they expire' });
+        }
+        if (oidc.grantTypes.includes(OIDCGrantType.OIDC_GRANT_TYPE_REFRESH_TOKEN)) {
+          results.push({ status: 'WARN', check: name, detail: 'refresh tokens granted: they survive an eviction (ZITADEL issue #12637)' });
+        }
+      }
+    }
+    if (results.length === 0) {
+      results.push({ status: 'PASS', check: 'applications', detail: `${oidcApps} OIDC app(s): an eviction signs their devices out` });
+    }
+  } catch (error) {
+    results.push({
+      status: 'WARN',
+      check: 'applications',
+      detail: `the admin token cannot read applications (${Code[codeOf(error)]}): skipped this part`,
+    });
+  }
+  return results;
+}

@@ -1,0 +1,193 @@
+import { parseArgs } from 'node:util';
+import { register, rotateKey, unregister, type ExecutionChange } from '../admin/registration.js';
+import { ActionApi, type TargetSpec } from '../zitadel/action-api.js';
+
+const DEFAULT_NAME = 'session-limiter';
+
+const ADMIN_ENV = `Environment:
+  ZITADEL_URL           your ZITADEL, e.g. https://my-instance.zitadel.cloud
+  ZITADEL_ADMIN_TOKEN   a token with IAM_OWNER (only that role may write targets and executions); keep it apart
+                        from the service's runtime token`;
+
+export const registerHelp = `Usage: zitadel-session-limiter register --endpoint URL [--name ${DEFAULT_NAME}] [--type async|webhook]
+                                      [--interrupt-on-error] [--timeout 10s] [--json]
+
+Creates the Actions v2 target (or updates the one with that name) and binds it to the responses of
+SessionService CreateSession and SetSession, keeping every other target bound there. Idempotent: running it
+again changes nothing. When the target is created, its signing key is printed once: put it in
+ZITADEL_SIGNING_KEYS.
+
+  --endpoint URL         the service's webhook, e.g. https://session-limiter.fly.dev/webhooks/zitadel
+  --name NAME            target name                                            default ${DEFAULT_NAME}
+  --type async|webhook   default async
+        async    (restAsync) ZITADEL does not wait: no added login latency, failures only logged by ZITADEL;
+                 the limit holds a moment after the login instead of before ZITADEL answers it.
+        webhook  (restWebhook) ZITADEL waits for the enforcement (a few ms plus three ZITADEL calls):
+                 the limit holds when the login completes; required for deny-new.
+  --interrupt-on-error   webhook only: a failure of this service fails the user's login. Choose it only if
+                         "no login without enforcement" matters more than availability.
+  --timeout DURATION     how long ZITADEL waits, e.g. 10s (max 270s)                default 10s
+  --json                 print a machine-readable result
+
+${ADMIN_ENV}`;
+
+export const unregisterHelp = `Usage: zitadel-session-limiter unregister [--name ${DEFAULT_NAME}] [--json]
+
+Removes the target from the CreateSession and SetSession response executions (other targets stay bound) and
+deletes it. Nothing to do is not an error.
+
+${ADMIN_ENV}`;
+
+export const rotateHelp = `Usage: zitadel-session-limiter rotate-key [--name ${DEFAULT_NAME}] [--finish] [--json]
+
+Rotates the signing key without losing a webhook. ZITADEL replaces a target's key at once, so the rotation
+goes through a second target:
+  1. rotate-key            creates "<name>-next" with a fresh key (not yet bound) and prints the key.
+                           Add it to ZITADEL_SIGNING_KEYS next to the old one and deploy.
+  2. rotate-key --finish   binds "<name>-next" in place of "<name>", deletes the old target and renames the
+                           new one to "<name>". Then drop the old key from ZITADEL_SIGNING_KEYS.
+
+${ADMIN_ENV}`;
+
+function adminApi(): ActionApi {
+  const url = process.env.ZITADEL_URL?.trim();
+  const token = process.env.ZITADEL_ADMIN_TOKEN?.trim();
+  const problems = [
+    !url && 'ZITADEL_URL is required: your ZITADEL, e.g. https://my-instance.zitadel.cloud',
+    !token && 'ZITADEL_ADMIN_TOKEN is required: a token of an IAM_OWNER (targets and executions need it)',
+  ].filter((problem): problem is string => Boolean(problem));
+  if (problems.length > 0) throw new UsageError(problems);
+  return new ActionApi({ baseUrl: url!, token: token! });
+}
+
+export class UsageError extends Error {
+  readonly problems: string[];
+  constructor(problems: string[]) {
+    super(problems.join('\n'));
+    this.problems = problems;
+  }
+}
+
+const shortMethod = (method: string) => method.split('/').at(-1);
+
+function describeExecutions(executions: ExecutionChange[]): string[] {
+  return executions.map(
+    (e) => `  ${shortMethod(e.method)} response: ${e.changed ? 'bound' : 'already bound'} (targets: ${e.targets.join(', ')})`,
+  );
+}
+
+function parseTimeout(value: string): string {
+  const match = /^(\d+)(ms|s|m)$/.exec(value);
+  const ms = match ? Number(match[1]) * { ms: 1, s: 1000, m: 60_000 }[match[2] as 'ms' | 's' | 'm'] : Number.NaN;
+  if (!(ms > 0 && ms <= 270_000)) throw new UsageError(['--timeout must be a duration such as 10s, at most 270s']);
+  return `${ms / 1000}s`;
+}
+
+export async function registerCommand(argv: string[]): Promise<number> {
+  const { values } = parseArgs({
+    args: argv,
+    options: {
+      endpoint: { type: 'string' },
+      name: { type: 'string', default: DEFAULT_NAME },
+      type: { type: 'string', default: 'async' },
+      'interrupt-on-error': { type: 'boolean', default: false },
+      timeout: { type: 'string', default: '10s' },
+      json: { type: 'boolean', default: false },
+      help: { type: 'boolean', short: 'h' },
+    },
+  });
+  if (values.help) {
+    console.log(registerHelp);
+    return 0;
+  }
+  const problems = [
+    !values.endpoint && '--endpoint is required: the URL of POST /webhooks/zitadel on your deployment',
+    values.endpoint && !/^https?:\/\//.test(values.endpoint) && '--endpoint must be an http(s) URL',
+    !['async', 'webhook'].includes(values.type) && '--type must be async or webhook',
+    values.type === 'async' && values['interrupt-on-error'] && '--interrupt-on-error needs --type webhook (ZITADEL ignores async failures)',
+  ].filter((problem): problem is string => Boolean(problem));
+  if (problems.length > 0) throw new UsageError(problems);
+  const spec: TargetSpec = {
+    name: values.name,
+    endpoint: values.endpoint!,
+    timeout: parseTimeout(values.timeout),
+    kind: values.type === 'webhook' ? 'restWebhook' : 'restAsync',
+    interruptOnError: values['interrupt-on-error'],
+  };
+  const result = await register(adminApi(), spec);
+  if (values.json) {
+    console.log(JSON.stringify(result, null, 2));
+    return 0;
+  }
+  console.log(
+    `target "${result.name}" (${result.targetId}): ${result.created ? 'created' : result.updated ? 'updated' : 'unchanged'}`,
+  );
+  for (const line of describeExecutions(result.executions)) console.log(line);
+  if (result.signingKey) {
+    console.log(`\nsigning key (shown once): ${result.signingKey}`);
+    console.log('Set it as ZITADEL_SIGNING_KEYS on the service, e.g.: fly secrets set ZITADEL_SIGNING_KEYS=<key>');
+  } else if (result.created === false) {
+    console.log('\nThe signing key is unchanged (use rotate-key to rotate it).');
+  }
+  return 0;
+}
+
+export async function unregisterCommand(argv: string[]): Promise<number> {
+  const { values } = parseArgs({
+    args: argv,
+    options: { name: { type: 'string', default: DEFAULT_NAME }, json: { type: 'boolean', default: false }, help: { type: 'boolean', short: 'h' } },
+  });
+  if (values.help) {
+    console.log(unregisterHelp);
+    return 0;
+  }
+  const result = await unregister(adminApi(), values.name);
+  if (values.json) console.log(JSON.stringify(result, null, 2));
+  else if (!result.deleted) console.log(`no target named "${values.name}": nothing to do`);
+  else {
+    for (const e of result.executions) {
+      console.log(`  ${shortMethod(e.method)} response: ${e.changed ? 'unbound' : 'was not bound'} (targets left: ${e.targets.join(', ') || 'none'})`);
+    }
+    console.log(`target "${values.name}" (${result.targetId}) deleted`);
+  }
+  return 0;
+}
+
+export async function rotateKeyCommand(argv: string[]): Promise<number> {
+  const { values } = parseArgs({
+    args: argv,
+    options: {
+      name: { type: 'string', default: DEFAULT_NAME },
+      finish: { type: 'boolean', default: false },
+      json: { type: 'boolean', default: false },
+      help: { type: 'boolean', short: 'h' },
+    },
+  });
+  if (values.help) {
+    console.log(rotateHelp);
+    return 0;
+  }
+  const result = await rotateKey(adminApi(), values.name, values.finish);
+  if (values.json) {
+    console.log(JSON.stringify(result, null, 2));
+    return 0;
+  }
+  const finish = `zitadel-session-limiter rotate-key --name ${values.name} --finish`;
+  if (result.phase === 'started') {
+    console.log(`step 1 of 2: created target "${result.nextName}" (${result.nextId}) with a new key; nothing is signed with it yet.`);
+    console.log(`\nnew signing key (shown once): ${result.signingKey}`);
+    console.log('\nNext:');
+    console.log('  1. add it next to the current key and deploy, e.g.:');
+    console.log('       fly secrets set ZITADEL_SIGNING_KEYS=<current key>,<new key>');
+    console.log(`  2. then run: ${finish}`);
+  } else if (result.phase === 'already-started') {
+    console.log(`a rotation is under way: "${result.nextName}" (${result.nextId}) exists.`);
+    console.log(`Once ZITADEL_SIGNING_KEYS holds its key and is deployed, run: ${finish}`);
+  } else {
+    console.log(`step 2 of 2: the executions now call ${result.newId}; the old target ${result.oldId || '(already gone)'} was deleted.`);
+    for (const line of describeExecutions(result.executions)) console.log(line);
+    console.log('\nNext: remove the old key, keeping only the new one, e.g.:');
+    console.log('  fly secrets set ZITADEL_SIGNING_KEYS=<new key>');
+  }
+  return 0;
+}

@@ -1,0 +1,132 @@
+/**
+ * A thin client for ZITADEL's v2 Action API as JSON over HTTPS (the npm proto ships only v2beta). Used by the
+ * admin commands (register, unregister, rotate-key, doctor) with an IAM_OWNER token; never by the webhook.
+ */
+
+export type TargetKind = 'restWebhook' | 'restCall' | 'restAsync';
+
+export interface Target {
+  id: string;
+  name: string;
+  endpoint: string;
+  timeout: string;
+  kind: TargetKind;
+  interruptOnError: boolean;
+  signingKey?: string | undefined;
+}
+
+export interface TargetSpec {
+  name: string;
+  endpoint: string;
+  timeout: string;
+  kind: 'restWebhook' | 'restAsync';
+  interruptOnError: boolean;
+}
+
+export class ActionApiError extends Error {
+  readonly status: number;
+  constructor(what: string, status: number, message: string) {
+    const hint =
+      status === 401
+        ? ' Check ZITADEL_ADMIN_TOKEN.'
+        : status === 403
+          ? ' The admin token needs IAM_OWNER (action.target.write, action.execution.write).'
+          : '';
+    super(`${what} failed: ${status} ${message}.${hint}`);
+    this.name = 'ActionApiError';
+    this.status = status;
+  }
+}
+
+type Json = Record<string, any>;
+
+function targetFromJson(json: Json): Target {
+  const kind = (['restWebhook', 'restCall', 'restAsync'] as const).find((name) => json[name] !== undefined) ?? 'restWebhook';
+  return {
+    id: json.id,
+    name: json.name,
+    endpoint: json.endpoint,
+    timeout: json.timeout,
+    kind,
+    interruptOnError: json[kind]?.interruptOnError === true,
+    signingKey: json.signingKey,
+  };
+}
+
+export function targetBody(spec: Partial<TargetSpec>): Json {
+  const body: Json = {};
+  if (spec.name !== undefined) body.name = spec.name;
+  if (spec.endpoint !== undefined) body.endpoint = spec.endpoint;
+  if (spec.timeout !== undefined) body.timeout = spec.timeout;
+  if (spec.kind === 'restAsync') body.restAsync = {};
+  if (spec.kind === 'restWebhook') body.restWebhook = { interruptOnError: spec.interruptOnError ?? false };
+  return body;
+}
+
+export class ActionApi {
+  readonly #baseUrl: string;
+  readonly #token: string;
+  readonly #timeoutMs: number;
+
+  constructor(options: { baseUrl: string | URL; token: string; timeoutMs?: number }) {
+    this.#baseUrl = String(options.baseUrl).replace(/\/+$/, '');
+    this.#token = options.token;
+    this.#timeoutMs = options.timeoutMs ?? 10_000;
+  }
+
+  async #call(what: string, method: string, path: string, body?: Json): Promise<Json> {
+    let response: Response;
+    try {
+      response = await fetch(`${this.#baseUrl}${path}`, {
+        method,
+        headers: { authorization: `Bearer ${this.#token}`, 'content-type': 'application/json', accept: 'application/json' },
+        body: body === undefined ? undefined : JSON.stringify(body),
+        signal: AbortSignal.timeout(this.#timeoutMs),
+      });
+    } catch (error) {
+      throw new ActionApiError(what, 0, `ZITADEL could not be reached (${(error as Error).message}); check ZITADEL_URL`);
+    }
+    const json = (await response.json().catch(() => ({}))) as Json;
+    if (!response.ok) throw new ActionApiError(what, response.status, String(json.message ?? response.statusText));
+    return json;
+  }
+
+  async findTarget(name: string): Promise<Target | undefined> {
+    const json = await this.#call('ListTargets', 'POST', '/v2/actions/targets/search', {
+      filters: [{ targetNameFilter: { targetName: name, method: 'TEXT_FILTER_METHOD_EQUALS' } }],
+    });
+    const found = ((json.targets as Json[] | undefined) ?? []).find((target) => target.name === name);
+    return found && targetFromJson(found);
+  }
+
+  async createTarget(spec: TargetSpec): Promise<{ id: string; signingKey: string }> {
+    const json = await this.#call('CreateTarget', 'POST', '/v2/actions/targets', targetBody(spec));
+    return { id: json.id, signingKey: json.signingKey };
+  }
+
+  /** Updates fields; `rotateKey` makes ZITADEL replace the signing key at once and returns the new one. */
+  async updateTarget(id: string, patch: Partial<TargetSpec>, rotateKey = false): Promise<{ signingKey?: string }> {
+    const body = targetBody(patch);
+    if (rotateKey) body.expirationSigningKey = '0s';
+    const json = await this.#call('UpdateTarget', 'POST', `/v2/actions/targets/${encodeURIComponent(id)}`, body);
+    return { signingKey: json.signingKey };
+  }
+
+  async deleteTarget(id: string): Promise<void> {
+    await this.#call('DeleteTarget', 'DELETE', `/v2/actions/targets/${encodeURIComponent(id)}`);
+  }
+
+  /** The target ids bound to the response execution of `method`, in order. */
+  async responseTargets(method: string): Promise<string[]> {
+    const json = await this.#call('ListExecutions', 'POST', '/v2/actions/executions/search', {
+      filters: [{ inConditionsFilter: { conditions: [{ response: { method } }] } }],
+    });
+    const execution = ((json.executions as Json[] | undefined) ?? []).find((e) => e.condition?.response?.method === method);
+    return (execution?.targets as string[] | undefined) ?? [];
+  }
+
+  /** Replaces the target list of the response execution of `method` (an empty list unbinds every target). */
+  async setResponseTargets(method: string, targets: string[]): Promise<void> {
+    await this.#call('SetExecution', 'PUT', '/v2/actions/executions', { condition: { response: { method } }, targets });
+  }
+}
