@@ -9,6 +9,8 @@ export interface AppOptions extends Omit<WebhookOptions, 'now' | 'metrics'> {
   logger: Logger;
   now?: () => number;
   metrics?: Metrics;
+  /** Serve GET /metrics on this app (false when a separate metrics port serves it). */
+  exposeMetrics?: boolean;
   /** /readyz; without it the app is ready as soon as it runs. */
   readiness?: () => Promise<Readiness>;
 }
@@ -43,7 +45,7 @@ export function buildApp(options: AppOptions): FastifyInstance {
   });
 
   const { metrics } = options;
-  if (metrics) {
+  if (metrics && options.exposeMetrics !== false) {
     app.get('/metrics', async (_request, reply) =>
       reply.type(metrics.registry.contentType).send(await metrics.registry.metrics()),
     );

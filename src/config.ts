@@ -24,6 +24,8 @@ export interface Config {
   logLevel: LogLevel;
   /** How long a shutdown waits for enforcements in flight. */
   shutdownTimeoutMs: number;
+  /** Serve /metrics on this port only (not on the public one); undefined: on the main port. */
+  metricsPort: number | undefined;
 }
 
 const logLevels = ['fatal', 'error', 'warn', 'info', 'debug', 'trace', 'silent'] as const;
@@ -72,6 +74,15 @@ const schema = z.object({
   ZITADEL_KEY_FILE: z.preprocess(blankToUndefined, z.string().optional()),
   ZITADEL_TIMEOUT_MS: integer('ZITADEL_TIMEOUT_MS', 100, 60_000, 5000),
   SHUTDOWN_TIMEOUT_MS: integer('SHUTDOWN_TIMEOUT_MS', 0, 300_000, 10_000),
+  METRICS_PORT: z.preprocess(
+    blankToUndefined,
+    z
+      .string()
+      .regex(/^\d+$/, { error: 'METRICS_PORT must be a port number (1..65535), or unset to serve /metrics on PORT' })
+      .transform(Number)
+      .refine((n) => n >= 1 && n <= 65_535, { error: 'METRICS_PORT must be a port number (1..65535), or unset to serve /metrics on PORT' })
+      .optional(),
+  ),
   ZITADEL_SIGNING_KEYS: required(
     'ZITADEL_SIGNING_KEYS',
     "the target's signing key from ZITADEL; during a rotation several, separated by commas",
@@ -150,6 +161,7 @@ export function loadConfig(env: Record<string, string | undefined>): LoadedConfi
       host: env_.HOST,
       logLevel: env_.LOG_LEVEL,
       shutdownTimeoutMs: env_.SHUTDOWN_TIMEOUT_MS,
+      metricsPort: env_.METRICS_PORT,
     },
     warnings,
   };

@@ -1,3 +1,4 @@
+import http from 'node:http';
 import type { FastifyInstance } from 'fastify';
 import type { Logger } from 'pino';
 import { buildApp } from './app.js';
@@ -55,6 +56,7 @@ export function composeService(config: Config, logger: Logger, options: ComposeO
     signingKeys: config.signingKeys,
     signatureToleranceSeconds: config.signatureToleranceSeconds,
     readiness: createReadinessCheck({ connection, directory }),
+    exposeMetrics: config.metricsPort === undefined,
   });
   return {
     app,
@@ -111,6 +113,16 @@ export async function runService(env: Record<string, string | undefined> = proce
   process.once('SIGINT', () => void stop('SIGINT'));
 
   await service.app.listen({ port: config.port, host: config.host });
+  if (config.metricsPort !== undefined) {
+    // /metrics apart from the public port, for Fly's scraper on the private network.
+    const { registry } = service.metrics;
+    const metricsServer = http.createServer(async (request, response) => {
+      if (request.url !== '/metrics') return void response.writeHead(404).end();
+      response.writeHead(200, { 'content-type': registry.contentType }).end(await registry.metrics());
+    });
+    metricsServer.listen(config.metricsPort, config.host);
+    metricsServer.unref();
+  }
   logger.info(
     {
       limit: config.sessionLimit,

@@ -1,6 +1,5 @@
 import { spawn, type ChildProcess } from 'node:child_process';
 import { existsSync } from 'node:fs';
-import net from 'node:net';
 import { fileURLToPath } from 'node:url';
 import { parseArgs } from 'node:util';
 import { createServerTransport } from '@zitadel/client/node';
@@ -8,6 +7,7 @@ import { createSessionServiceClient } from '@zitadel/client/v2';
 import { ALL_PERMISSIONS, LOGIN_CLIENT_PERMISSIONS, ZitadelSimulator, type SimSession } from '../simulator/index.js';
 import { CREATE_SESSION, SET_SESSION } from '../payload.js';
 import { WEBHOOK_PATH } from '../webhook.js';
+import { freePort } from './free-port.js';
 
 export const demoHelp = `Usage: zitadel-session-limiter demo [--json]
 
@@ -38,14 +38,6 @@ export interface DemoOutcome {
   steps: DemoStep[];
   /** Active sessions per user at the end, by device. */
   final: Record<string, string[]>;
-}
-
-async function freePort(): Promise<number> {
-  const server = net.createServer();
-  await new Promise<void>((resolve) => server.listen(0, '127.0.0.1', resolve));
-  const { port } = server.address() as net.AddressInfo;
-  await new Promise<void>((resolve) => server.close(() => resolve()));
-  return port;
 }
 
 async function api(baseUrl: string, method: string, path: string, body: unknown): Promise<Record<string, any>> {

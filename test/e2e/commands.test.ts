@@ -1,6 +1,7 @@
 import { spawn, type ChildProcess } from 'node:child_process';
 import { fileURLToPath } from 'node:url';
 import t from 'tap';
+import { freePort } from '../../src/cli/free-port.js';
 import { signPayload } from '../../src/signature/sign.js';
 import { DEFAULT_SIMULATOR_TOKEN, ZitadelSimulator } from '../../src/simulator/index.js';
 import { fixtureFor } from '../helpers/payloads.js';
@@ -51,6 +52,7 @@ t.test('npm start serves the webhook against a ZITADEL over gRPC, and stops on S
   const mid = state.seedSession({ userId: 'u', creationDate: minutesAgo(20), factors: { password: minutesAgo(20) } }).id;
   const fresh = state.seedSession({ userId: 'u', factors: { password: new Date() } }).id;
 
+  const metricsPort = await freePort();
   const service = npmStart({
     ZITADEL_URL: simulator.url,
     ZITADEL_TOKEN: DEFAULT_SIMULATOR_TOKEN,
@@ -58,6 +60,7 @@ t.test('npm start serves the webhook against a ZITADEL over gRPC, and stops on S
     SESSION_LIMIT: '2',
     PORT: '0',
     HOST: '127.0.0.1',
+    METRICS_PORT: String(metricsPort),
   });
   t.teardown(() => {
     if (service.child.exitCode === null) process.kill(-service.child.pid!, 'SIGKILL');
@@ -78,6 +81,11 @@ t.test('npm start serves the webhook against a ZITADEL over gRPC, and stops on S
   t.equal(accepted.status, 204);
   t.same([...state.sessions.keys()].sort(), [mid, fresh].sort(), 'the oldest session was evicted');
   t.notOk(state.sessions.has(old));
+
+  t.equal((await fetch(`${url}/metrics`)).status, 404, 'with METRICS_PORT, /metrics is not on the public port');
+  const metrics = await (await fetch(`http://127.0.0.1:${metricsPort}/metrics`)).text();
+  t.match(metrics, /^session_limiter_sessions_evicted_total 1$/m, 'the metrics port counts the eviction');
+  t.match(metrics, /^process_resident_memory_bytes /m, 'with the default process metrics');
 
   process.kill(-service.child.pid!, 'SIGTERM');
   await service.exited;
@@ -246,4 +254,49 @@ t.test('simulate runs a ZITADEL the real client can sign a user in with; bad arg
   t.match(unknown.stderr, /unknown command "nope"/);
   const option = await run(process.execPath, ['dist/cli/index.js', 'replay', '--bogus']);
   t.equal(option.code, 2);
+});
+
+t.test('register and doctor from the command line: idempotent register, a FAIL line and exit 1 for a missing permission', async (t) => {
+  const simulator = new ZitadelSimulator({
+    tokens: { admin: ['action.target.read', 'action.target.write', 'action.execution.read', 'action.execution.write'], reader: ['session.read'] },
+  });
+  await simulator.listen();
+  t.teardown(() => simulator.close());
+  const cli = (env: Record<string, string>, ...args: string[]) =>
+    new Promise<{ code: number | null; stdout: string; stderr: string }>((resolve) => {
+      const child = spawn(process.execPath, ['dist/cli/index.js', ...args], { cwd: ROOT, env: { PATH: process.env.PATH ?? '', ...env } });
+      let stdout = '';
+      let stderr = '';
+      child.stdout.on('data', (chunk: Buffer) => (stdout += chunk));
+      child.stderr.on('data', (chunk: Buffer) => (stderr += chunk));
+      child.once('exit', (code) => resolve({ code, stdout, stderr }));
+    });
+  const admin = { ZITADEL_URL: simulator.url, ZITADEL_ADMIN_TOKEN: 'admin' };
+  const endpoint = 'http://127.0.0.1:9/webhooks/zitadel';
+
+  const first = await cli(admin, 'register', '--endpoint', endpoint, '--json');
+  t.equal(first.code, 0, first.stderr);
+  const created = JSON.parse(first.stdout);
+  t.equal(created.created, true);
+  t.match(created.signingKey, /^[A-Za-z0-9]{36}$/);
+  const again = await cli(admin, 'register', '--endpoint', endpoint);
+  t.equal(again.code, 0);
+  t.match(again.stdout, /target "session-limiter" \(\d+\): unchanged/);
+  t.match(again.stdout, /CreateSession response: already bound/);
+  t.notMatch(again.stdout, new RegExp(created.signingKey), 'the key is shown once only');
+
+  const usage = await cli({}, 'register', '--endpoint', endpoint);
+  t.equal(usage.code, 2);
+  t.match(usage.stderr, /ZITADEL_ADMIN_TOKEN is required/);
+
+  const doctor = await cli(
+    { ...admin, ZITADEL_TOKEN: 'reader', ZITADEL_SIGNING_KEYS: created.signingKey },
+    'doctor',
+  );
+  t.equal(doctor.code, 1, 'a FAIL makes the exit code non-zero');
+  t.match(doctor.stdout, /^FAIL  session\.delete: DeleteSession: PermissionDenied: grant the service user IAM_USER_MANAGER/m);
+  t.match(doctor.stdout, /^PASS  session\.read: /m);
+  t.match(doctor.stdout, /^PASS  CreateSession response execution: the target is bound$/m);
+  t.match(doctor.stdout, /^FAIL  endpoint: http:\/\/127\.0\.0\.1:9\/webhooks\/zitadel could not be reached/m);
+  t.match(doctor.stdout, /^WARN  applications: the admin token cannot read applications \(PermissionDenied\): skipped this part$/m);
 });

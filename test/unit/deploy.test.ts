@@ -1,0 +1,43 @@
+import { readFileSync } from 'node:fs';
+import { parse } from 'smol-toml';
+import t from 'tap';
+import { loadConfig } from '../../src/config.js';
+
+const read = (file: string) => readFileSync(new URL(`../../${file}`, import.meta.url), 'utf8');
+const fly = parse(read('fly.toml')) as Record<string, any>;
+const dockerfile = read('Dockerfile');
+const pkg = JSON.parse(read('package.json'));
+
+t.test('fly.toml, Dockerfile and the start command agree', async (t) => {
+  const cmd = /^CMD \["node", "([^"]+)"\]$/m.exec(dockerfile)?.[1];
+  t.equal(`node ${cmd}`, pkg.scripts.start, 'the container runs what npm start runs (without the build step)');
+  t.match(pkg.scripts.prestart, /build/, 'npm start builds first on a fresh clone');
+
+  const port = Number(fly.env.PORT);
+  t.equal(fly.http_service.internal_port, port, 'Fly routes to the port the service listens on');
+  t.match(dockerfile, new RegExp(`^EXPOSE .*\\b${port}\\b`, 'm'));
+  t.equal(fly.metrics.port, Number(fly.env.METRICS_PORT), 'Fly scrapes the metrics port');
+  t.match(dockerfile, new RegExp(`^EXPOSE .*\\b${fly.metrics.port}\\b`, 'm'));
+  t.equal(fly.metrics.path, '/metrics');
+  t.equal(fly.http_service.checks[0].path, '/healthz');
+  t.equal(fly.http_service.force_https, true);
+  t.equal(fly.http_service.min_machines_running, 1, 'no cold start on the login path');
+  t.equal(fly.kill_signal, 'SIGTERM', 'the signal the service shuts down on');
+  const killSeconds = Number(/^(\d+)s$/.exec(fly.kill_timeout)?.[1]);
+  t.ok(killSeconds * 1000 > Number(fly.env.SHUTDOWN_TIMEOUT_MS), 'Fly waits longer than the shutdown bound');
+});
+
+t.test('the fly.toml environment is a valid configuration once the secrets are set', async (t) => {
+  const { config } = loadConfig({ ...fly.env, ZITADEL_URL: 'https://example.zitadel.cloud', ZITADEL_TOKEN: 't', ZITADEL_SIGNING_KEYS: 'k' });
+  t.equal(config.port, 8080);
+  t.equal(config.metricsPort, 9091);
+  t.ok(config.shutdownTimeoutMs < Number(/^(\d+)s$/.exec(fly.kill_timeout)?.[1]) * 1000);
+});
+
+t.test('the image runs as a non-root user with production dependencies only', async (t) => {
+  const finalStage = dockerfile.slice(dockerfile.lastIndexOf('\nFROM '));
+  t.match(finalStage, /^USER node$/m);
+  t.match(dockerfile, /npm ci --omit=dev/);
+  t.match(finalStage, /COPY --from=deps \/app\/node_modules/);
+  t.match(finalStage, /FROM node:20-bookworm-slim/);
+});
