@@ -55,6 +55,7 @@ export function buildApp(options: AppOptions): FastifyInstance {
     enforcer: options.enforcer,
     signingKeys: options.signingKeys,
     signatureToleranceSeconds: options.signatureToleranceSeconds,
+    denyMessage: options.denyMessage,
     now: options.now ?? Date.now,
     metrics,
   });

@@ -1,5 +1,6 @@
 import type { KeyObject } from 'node:crypto';
 import { z } from 'zod';
+import type { PolicyOptions } from './enforcement/enforcer.js';
 import { readServiceAccountKey, type ServiceAccountKey } from './zitadel/credentials.js';
 
 /**
@@ -26,7 +27,17 @@ export interface Config {
   shutdownTimeoutMs: number;
   /** Serve /metrics on this port only (not on the public one); undefined: on the main port. */
   metricsPort: number | undefined;
+  /** Policies: device counting, deny mode, dry run, pruning. */
+  policy: PolicyOptions;
+  /** Read per-user / per-organisation limits from this metadata key; undefined: never read metadata. */
+  limitMetadataKey: string | undefined;
+  limitCacheSeconds: number;
+  /** The message a denied login shows (ON_LIMIT=deny-new). */
+  denyMessage: string;
 }
+
+export const DEFAULT_DENY_MESSAGE =
+  'You are signed in on too many devices. Sign out on another device, then try again.';
 
 const logLevels = ['fatal', 'error', 'warn', 'info', 'debug', 'trace', 'silent'] as const;
 export type LogLevel = (typeof logLevels)[number];
@@ -43,6 +54,20 @@ function integer(name: string, min: number, max: number, fallback: number) {
       .transform(Number)
       .refine((n) => n >= min && n <= max, { error: `${name} must be a whole number between ${min} and ${max}` })
       .default(fallback),
+  );
+}
+
+function boolean(name: string) {
+  return z.preprocess(
+    (value) => (typeof value === 'string' ? blankToUndefined(value.trim().toLowerCase()) : value),
+    z.enum(['true', 'false'], { error: `${name} must be true or false` }).default('false').transform((value) => value === 'true'),
+  );
+}
+
+function oneOf<const T extends readonly [string, ...string[]]>(name: string, values: T, fallback: T[number]) {
+  return z.preprocess(
+    (value) => (typeof value === 'string' ? blankToUndefined(value.trim().toLowerCase()) : value),
+    z.enum(values, { error: `${name} must be one of ${values.join(', ')}` }).default(fallback as never),
   );
 }
 
@@ -74,6 +99,22 @@ const schema = z.object({
   ZITADEL_KEY_FILE: z.preprocess(blankToUndefined, z.string().optional()),
   ZITADEL_TIMEOUT_MS: integer('ZITADEL_TIMEOUT_MS', 100, 60_000, 5000),
   SHUTDOWN_TIMEOUT_MS: integer('SHUTDOWN_TIMEOUT_MS', 0, 300_000, 10_000),
+  SESSION_LIMIT_METADATA_KEY: z.preprocess(
+    blankToUndefined,
+    z
+      .string()
+      .regex(/^[\w.:-]{1,200}$/, { error: 'SESSION_LIMIT_METADATA_KEY must be a metadata key: letters, digits, _ . : -, at most 200' })
+      .optional(),
+  ),
+  LIMIT_CACHE_SECONDS: integer('LIMIT_CACHE_SECONDS', 0, 3600, 60),
+  COUNT_BY: oneOf('COUNT_BY', ['session', 'device'], 'session'),
+  ON_LIMIT: oneOf('ON_LIMIT', ['evict-oldest', 'deny-new'], 'evict-oldest'),
+  DENY_MESSAGE: z.preprocess(
+    blankToUndefined,
+    z.string().max(500, { error: 'DENY_MESSAGE must be at most 500 characters' }).default(DEFAULT_DENY_MESSAGE),
+  ),
+  DRY_RUN: boolean('DRY_RUN'),
+  PRUNE_EXPIRED: boolean('PRUNE_EXPIRED'),
   METRICS_PORT: z.preprocess(
     blankToUndefined,
     z
@@ -162,6 +203,15 @@ export function loadConfig(env: Record<string, string | undefined>): LoadedConfi
       logLevel: env_.LOG_LEVEL,
       shutdownTimeoutMs: env_.SHUTDOWN_TIMEOUT_MS,
       metricsPort: env_.METRICS_PORT,
+      policy: {
+        countBy: env_.COUNT_BY,
+        onLimit: env_.ON_LIMIT,
+        dryRun: env_.DRY_RUN,
+        pruneExpired: env_.PRUNE_EXPIRED,
+      },
+      limitMetadataKey: env_.SESSION_LIMIT_METADATA_KEY,
+      limitCacheSeconds: env_.LIMIT_CACHE_SECONDS,
+      denyMessage: env_.DENY_MESSAGE,
     },
     warnings,
   };

@@ -6,6 +6,12 @@ export interface Metrics {
   /** Webhook requests by outcome (enforced, skipped, ignored, rejected, failed) and error code. */
   webhookRequests: Counter<'outcome' | 'code'>;
   sessionsEvicted: Counter;
+  /** Expired sessions deleted (PRUNE_EXPIRED), counted apart from evictions. */
+  sessionsPruned: Counter;
+  /** Logins refused (ON_LIMIT=deny-new). */
+  loginsDenied: Counter;
+  /** What dry run would have done: evicted, denied, pruned. */
+  dryRunActions: Counter<'action'>;
   /** Active sessions a user held when an enforcement looked (before evicting). */
   activeSessions: Histogram;
   enforcementDuration: Histogram;
@@ -29,6 +35,22 @@ export function createMetrics(options: { defaultMetrics?: boolean } = {}): Metri
     sessionsEvicted: new Counter({
       name: 'session_limiter_sessions_evicted_total',
       help: 'Sessions deleted because their user was over the limit',
+      registers,
+    }),
+    sessionsPruned: new Counter({
+      name: 'session_limiter_sessions_pruned_total',
+      help: 'Expired sessions deleted (PRUNE_EXPIRED)',
+      registers,
+    }),
+    loginsDenied: new Counter({
+      name: 'session_limiter_logins_denied_total',
+      help: 'Logins refused because they would exceed the limit (ON_LIMIT=deny-new)',
+      registers,
+    }),
+    dryRunActions: new Counter({
+      name: 'session_limiter_dry_run_actions_total',
+      help: 'What DRY_RUN would have done, by action (evicted, denied, pruned); nothing was deleted',
+      labelNames: ['action'],
       registers,
     }),
     activeSessions: new Histogram({

@@ -8,6 +8,7 @@ import { createLogger } from './logger.js';
 import { createMetrics, type Metrics } from './metrics.js';
 import { ZitadelConnection } from './zitadel/connection.js';
 import { JwtProfileToken, PersonalAccessToken, type AccessTokenSource } from './zitadel/credentials.js';
+import { MetadataLimits } from './zitadel/metadata.js';
 import { createReadinessCheck } from './zitadel/readiness.js';
 import { ZitadelSessionDirectory } from './zitadel/session-directory.js';
 
@@ -48,13 +49,21 @@ export function composeService(config: Config, logger: Logger, options: ComposeO
     },
   });
   const directory = new ZitadelSessionDirectory(connection.transport, { pageSize: options.pageSize });
-  const enforcer = new SessionLimitEnforcer({ directory, limit: config.sessionLimit, logger, metrics });
+  const limits = config.limitMetadataKey
+    ? new MetadataLimits(connection.transport, {
+        key: config.limitMetadataKey,
+        fallback: config.sessionLimit,
+        cacheSeconds: config.limitCacheSeconds,
+      })
+    : config.sessionLimit;
+  const enforcer = new SessionLimitEnforcer({ directory, limits, policy: config.policy, logger, metrics });
   const app = buildApp({
     logger,
     enforcer,
     metrics,
     signingKeys: config.signingKeys,
     signatureToleranceSeconds: config.signatureToleranceSeconds,
+    denyMessage: config.denyMessage,
     readiness: createReadinessCheck({ connection, directory }),
     exposeMetrics: config.metricsPort === undefined,
   });
@@ -126,6 +135,8 @@ export async function runService(env: Record<string, string | undefined> = proce
   logger.info(
     {
       limit: config.sessionLimit,
+      limitMetadataKey: config.limitMetadataKey,
+      ...config.policy,
       zitadel: config.zitadelUrl.origin,
       credentials: config.credentials.kind,
       keys: config.signingKeys.length,

@@ -15,6 +15,8 @@ export interface WebhookOptions {
   signatureToleranceSeconds: number;
   now: () => number;
   metrics?: Metrics | undefined;
+  /** Shown to a user whose login is denied (ON_LIMIT=deny-new). */
+  denyMessage?: string | undefined;
 }
 
 /** Maps any error of the webhook route to our stable codes; nothing from the request is echoed. */
@@ -80,11 +82,26 @@ export const webhookRoutes: FastifyPluginAsync<WebhookOptions> = async (app: Fas
       request.log.debug({ outcome: 'skipped', sessionId: action.sessionId }, 'no credential verified in this call');
     } else {
       const result = await options.enforcer.enforce(action.sessionId);
-      count(result.outcome === 'enforced' ? 'enforced' : 'skipped');
+      const acted = result.evicted.length + result.pruned.length + (result.denied ? 1 : 0) > 0;
+      const handled = result.outcome === 'enforced' || result.outcome === 'denied';
+      count(result.dryRun && acted ? 'dry-run' : handled ? result.outcome : 'skipped');
       request.log.info(
-        { outcome: result.outcome, sessionId: action.sessionId, userId: result.userId, active: result.active, evicted: result.evicted.length },
+        {
+          outcome: result.outcome,
+          sessionId: action.sessionId,
+          userId: result.userId,
+          active: result.active,
+          evicted: result.evicted.length,
+          pruned: result.pruned.length,
+          denied: result.denied !== undefined,
+          dryRun: result.dryRun,
+        },
         'webhook handled',
       );
+      if (result.outcome === 'denied' && !result.dryRun) {
+        // ZITADEL turns this into a failed login (restWebhook with interruptOnError; shared/ZITADEL.md section 1).
+        return reply.code(200).send({ forwardedStatusCode: 403, forwardedErrorMessage: options.denyMessage ?? 'session limit reached' });
+      }
     }
     return reply.code(204).send();
   });

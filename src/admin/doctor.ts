@@ -1,7 +1,7 @@
 import { randomBytes } from 'node:crypto';
 import { Code, ConnectError, type Transport } from '@connectrpc/connect';
 import { createClientFor } from '@zitadel/client';
-import { createSessionServiceClient } from '@zitadel/client/v2';
+import { createSessionServiceClient, createUserServiceClient } from '@zitadel/client/v2';
 import { AppService } from '@zitadel/proto/zitadel/app/v2beta/app_service_pb.js';
 import { OIDCGrantType, OIDCTokenType } from '@zitadel/proto/zitadel/app/v2beta/oidc_pb.js';
 import { ProjectService } from '@zitadel/proto/zitadel/project/v2beta/project_service_pb.js';
@@ -28,6 +28,10 @@ export interface DoctorInputs {
   targetName: string;
   /** Overrides the target's endpoint (or stands in for it without an admin token). */
   endpoint?: string | undefined;
+  /** The service's ON_LIMIT: deny-new only refuses logins through a waiting, interrupting target. */
+  onLimit?: 'evict-oldest' | 'deny-new';
+  /** SESSION_LIMIT_METADATA_KEY: then the runtime token must read user and organisation metadata. */
+  limitMetadataKey?: string | undefined;
 }
 
 const codeOf = (error: unknown) => ConnectError.from(error).code;
@@ -67,6 +71,16 @@ export async function runDoctor(inputs: DoctorInputs): Promise<CheckResult[]> {
     } catch (error) {
       add('FAIL', 'session.delete', `DeleteSession: ${Code[codeOf(error)]}: grant the service user IAM_USER_MANAGER (instance members)`);
     }
+    if (inputs.limitMetadataKey) {
+      try {
+        await createUserServiceClient(inputs.runtime).listUserMetadata({ userId: probeId() });
+        add('PASS', 'metadata read', 'ListUserMetadata answered');
+      } catch (error) {
+        const code = codeOf(error);
+        if (code === Code.NotFound) add('PASS', 'metadata read', 'ListUserMetadata answered');
+        else add('FAIL', 'metadata read', `ListUserMetadata: ${Code[code]}: SESSION_LIMIT_METADATA_KEY needs user.read and org.read (IAM_USER_MANAGER)`);
+      }
+    }
   } else {
     add('SKIP', 'session.read, session.delete', 'ZITADEL or the token is not usable (see above)');
   }
@@ -97,6 +111,14 @@ export async function runDoctor(inputs: DoctorInputs): Promise<CheckResult[]> {
             known
               ? 'ZITADEL_SIGNING_KEYS holds the target\'s current key'
               : 'ZITADEL_SIGNING_KEYS does not hold the target\'s current key: the service would refuse every webhook',
+          );
+        }
+        if (inputs.onLimit === 'deny-new' && (target.kind !== 'restWebhook' || !target.interruptOnError)) {
+          add(
+            'WARN',
+            'deny-new',
+            `ON_LIMIT=deny-new, but the target is ${target.kind}${target.kind === 'restWebhook' ? ' without interruptOnError' : ''}: ` +
+              'logins over the limit are not refused, only their sessions deleted. Run "register --deny-new"',
           );
         }
         if (target.kind === 'restCall') {

@@ -10,7 +10,7 @@ const ADMIN_ENV = `Environment:
                         from the service's runtime token`;
 
 export const registerHelp = `Usage: zitadel-session-limiter register --endpoint URL [--name ${DEFAULT_NAME}] [--type async|webhook]
-                                      [--interrupt-on-error] [--timeout 10s] [--json]
+                                      [--interrupt-on-error] [--deny-new] [--timeout 10s] [--json]
 
 Creates the Actions v2 target (or updates the one with that name) and binds it to the responses of
 SessionService CreateSession and SetSession, keeping every other target bound there. Idempotent: running it
@@ -26,6 +26,8 @@ ZITADEL_SIGNING_KEYS.
                  the limit holds when the login completes; required for deny-new.
   --interrupt-on-error   webhook only: a failure of this service fails the user's login. Choose it only if
                          "no login without enforcement" matters more than availability.
+  --deny-new             for ON_LIMIT=deny-new: the same as --type webhook --interrupt-on-error, so that the
+                         service's forwarded 403 turns a login over the limit into a failed login.
   --timeout DURATION     how long ZITADEL waits, e.g. 10s (max 270s)                default 10s
   --json                 print a machine-readable result
 
@@ -91,6 +93,7 @@ export async function registerCommand(argv: string[]): Promise<number> {
       name: { type: 'string', default: DEFAULT_NAME },
       type: { type: 'string', default: 'async' },
       'interrupt-on-error': { type: 'boolean', default: false },
+      'deny-new': { type: 'boolean', default: false },
       timeout: { type: 'string', default: '10s' },
       json: { type: 'boolean', default: false },
       help: { type: 'boolean', short: 'h' },
@@ -99,6 +102,14 @@ export async function registerCommand(argv: string[]): Promise<number> {
   if (values.help) {
     console.log(registerHelp);
     return 0;
+  }
+  if (values['deny-new']) {
+    // Denying needs ZITADEL to wait for the answer and fail the login on the forwarded 403.
+    if (argv.some((arg) => arg === '--type' || arg.startsWith('--type=')) && values.type !== 'webhook') {
+      throw new UsageError(['--deny-new needs --type webhook (ZITADEL must wait for the answer to refuse the login)']);
+    }
+    values.type = 'webhook';
+    values['interrupt-on-error'] = true;
   }
   const problems = [
     !values.endpoint && '--endpoint is required: the URL of POST /webhooks/zitadel on your deployment',

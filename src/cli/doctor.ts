@@ -13,6 +13,7 @@ Checks a deployment, one PASS / FAIL / WARN / SKIP line each; exits 1 if anythin
   - the target exists, is bound to the CreateSession and SetSession responses, and its key is in
     ZITADEL_SIGNING_KEYS                                          (needs ZITADEL_ADMIN_TOKEN)
   - the endpoint accepts a request signed the way ZITADEL signs it
+  - WARN when ON_LIMIT=deny-new but the target does not wait and interrupt (async, or no interruptOnError)
   - WARN for each OIDC app where an eviction does not really sign the device out: no back-channel logout URI,
     JWT access tokens, refresh tokens granted                     (needs ZITADEL_ADMIN_TOKEN)
 
@@ -64,6 +65,8 @@ export async function doctorCommand(argv: string[]): Promise<number> {
       admin: adminConnection && { api: new ActionApi({ baseUrl: config.zitadelUrl, token: adminToken! }), transport: adminConnection.transport },
       targetName: values.name,
       endpoint: values.endpoint,
+      onLimit: config.policy.onLimit,
+      limitMetadataKey: config.limitMetadataKey,
     });
     return print(results);
   } finally {

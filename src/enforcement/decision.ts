@@ -1,6 +1,6 @@
 /**
- * The keep/evict decision: pure, no I/O. It takes plain session data, the limit and the time, and says which
- * sessions stay, which go and why the rest do not count.
+ * The keep/evict decision: pure, no I/O. It takes plain session data, the policy and the time, and says which
+ * sessions stay, which go (evicted, denied, pruned) and why the rest do not count.
  */
 
 export const CREDENTIAL_FACTORS = ['password', 'webAuthN', 'intent', 'totp', 'otpSms', 'otpEmail'] as const;
@@ -17,10 +17,28 @@ export interface SessionRecord {
   expiresAt: number | undefined;
   /** When each credential factor was verified; a missing entry was never verified. */
   verifiedAt: Partial<Record<CredentialFactor, number>>;
+  /** `userAgent.fingerprintId`: Login V2 sets it from a cookie, so it names a browser / device. */
   fingerprintId?: string | undefined;
 }
 
 export type NotCountedReason = 'expired' | 'login-in-progress' | 'other-user';
+export type Limit = number | 'unlimited';
+export type LimitSource = 'default' | 'user-metadata' | 'org-metadata';
+export type CountBy = 'session' | 'device';
+export type OnLimit = 'evict-oldest' | 'deny-new';
+
+/** The rules that apply to one user; every field but `limit` has today's behaviour as its default. */
+export interface Policy {
+  limit: Limit;
+  limitSource?: LimitSource;
+  /** `device`: sessions sharing a fingerprint are one device and count once. */
+  countBy?: CountBy;
+  /** `deny-new`: over the limit, the triggering login is refused instead of evicting older ones. */
+  onLimit?: OnLimit;
+  /** Also delete the user's expired sessions, at most `pruneLimit` per decision. */
+  pruneExpired?: boolean;
+  pruneLimit?: number;
+}
 
 export interface RankedSession {
   session: SessionRecord;
@@ -31,10 +49,16 @@ export interface RankedSession {
 export interface EvictionDecision {
   /** Active sessions that stay, most recently authenticated first. */
   keep: RankedSession[];
-  /** Active sessions beyond the limit, most recently authenticated first. */
+  /** Active sessions beyond the limit (evict-oldest), most recently authenticated first. */
   evict: RankedSession[];
-  /** Sessions that are not active and therefore neither counted nor touched. */
+  /** The triggering session, refused because it would exceed the limit (deny-new). */
+  deny: RankedSession | undefined;
+  /** Expired sessions of the user to delete (pruneExpired), oldest expiry first, at most pruneLimit. */
+  prune: SessionRecord[];
+  /** Sessions that are not active and therefore not counted (and not touched unless pruned). */
   notCounted: { session: SessionRecord; reason: NotCountedReason }[];
+  /** Active units (sessions, or devices with countBy device) the user held, the triggering one included. */
+  units: number;
 }
 
 /** The latest credential verification of a session, or undefined when it has none (a login in progress). */
@@ -73,20 +97,64 @@ export function compareRecency(a: RankedSession, b: RankedSession): number {
   );
 }
 
+/** Orders first established first (deny-new keeps those): earlier creation, then the smaller id. */
+function compareEstablishment(a: RankedSession, b: RankedSession): number {
+  return (a.session.createdAt ?? 0) - (b.session.createdAt ?? 0) || compareIds(a.session.id, b.session.id);
+}
+
+/** A device (sessions sharing a fingerprint) or, without a fingerprint or with countBy session, one session. */
+interface Unit {
+  sessions: RankedSession[];
+}
+
+function groupUnits(ranked: RankedSession[], countBy: CountBy): Unit[] {
+  if (countBy === 'session') return ranked.map((session) => ({ sessions: [session] }));
+  const devices = new Map<string, Unit>();
+  const units: Unit[] = [];
+  for (const entry of ranked) {
+    const fingerprint = entry.session.fingerprintId;
+    if (fingerprint === undefined) {
+      units.push({ sessions: [entry] });
+      continue;
+    }
+    let device = devices.get(fingerprint);
+    if (!device) {
+      device = { sessions: [] };
+      devices.set(fingerprint, device);
+      units.push(device);
+    }
+    device.sessions.push(entry);
+  }
+  return units;
+}
+
 export interface DecisionInput {
   userId: string;
   sessions: Iterable<SessionRecord>;
-  limit: number;
   now: number;
+  policy: Policy;
+  /** The session whose login triggered the decision: deny-new refuses it; evict-oldest ignores it on purpose. */
+  triggerId?: string | undefined;
 }
 
+const DEFAULT_PRUNE_LIMIT = 100;
+
 /**
- * Keeps the `limit` most recently authenticated active sessions of `userId` and evicts the other active ones.
- * Expired sessions, logins in progress and other users' sessions are never counted and never evicted. A
- * session given twice counts once, as its last record (so a fresh read can follow a possibly stale list).
+ * Applies the policy to the user's sessions.
+ * - evict-oldest (default): keep the `limit` most recently authenticated units, evict every session of the rest.
+ *   The triggering session is not special: in whatever order concurrent webhooks arrive, the end state is the
+ *   `limit` most recently authenticated units.
+ * - deny-new: units are ranked by when they were established; when the trigger's unit ranks beyond the limit, the
+ *   triggering session is denied and nothing else is touched. A session already within the limit (a
+ *   re-authentication, or a second session on a counted device) is never denied.
+ * Expired sessions, logins in progress and other users' sessions are never counted; only expired sessions of the
+ * user are ever pruned. A session given twice counts once, as its last record (a fresh read after a stale list).
  */
-export function chooseEvictions({ userId, sessions, limit, now }: DecisionInput): EvictionDecision {
-  if (!Number.isInteger(limit) || limit < 1) throw new RangeError(`limit must be an integer >= 1, got ${limit}`);
+export function chooseEvictions({ userId, sessions, now, policy, triggerId }: DecisionInput): EvictionDecision {
+  const { limit, countBy = 'session', onLimit = 'evict-oldest' } = policy;
+  if (limit !== 'unlimited' && (!Number.isInteger(limit) || limit < 1)) {
+    throw new RangeError(`limit must be an integer >= 1 or "unlimited", got ${limit}`);
+  }
   const latest = new Map<string, SessionRecord>();
   for (const session of sessions) latest.set(session.id, session);
   const ranked: RankedSession[] = [];
@@ -97,5 +165,33 @@ export function chooseEvictions({ userId, sessions, limit, now }: DecisionInput)
     else ranked.push({ session, authenticatedAt: lastAuthenticatedAt(session)! });
   }
   ranked.sort(compareRecency);
-  return { keep: ranked.slice(0, limit), evict: ranked.slice(limit), notCounted };
+
+  const prune = policy.pruneExpired
+    ? notCounted
+        .filter((entry) => entry.reason === 'expired')
+        .map((entry) => entry.session)
+        .sort((a, b) => (a.expiresAt ?? 0) - (b.expiresAt ?? 0) || compareIds(a.id, b.id))
+        .slice(0, policy.pruneLimit ?? DEFAULT_PRUNE_LIMIT)
+    : [];
+  // Units keep the recency order of their most recent session (groupUnits preserves the order it is given).
+  const units = groupUnits(ranked, countBy);
+  const decision: EvictionDecision = { keep: ranked, evict: [], deny: undefined, prune, notCounted, units: units.length };
+  if (limit === 'unlimited' || units.length <= limit) return decision;
+
+  if (onLimit === 'deny-new') {
+    const established = [...units].sort((a, b) => compareEstablishment(firstEstablished(a), firstEstablished(b)));
+    const triggerUnit = established.findIndex((unit) => unit.sessions.some((entry) => entry.session.id === triggerId));
+    if (triggerUnit < limit) return decision;
+    // Only the triggering session is refused; the rest of its device (if any) was beyond the limit already.
+    const denied = ranked.find((entry) => entry.session.id === triggerId)!;
+    return { ...decision, keep: ranked.filter((entry) => entry !== denied), deny: denied };
+  }
+
+  const kept = units.slice(0, limit).flatMap((unit) => unit.sessions);
+  const evicted = units.slice(limit).flatMap((unit) => unit.sessions);
+  return { ...decision, keep: kept.sort(compareRecency), evict: evicted.sort(compareRecency) };
+}
+
+function firstEstablished(unit: Unit): RankedSession {
+  return [...unit.sessions].sort(compareEstablishment)[0]!;
 }

@@ -32,7 +32,7 @@ const GRANT_TYPES = {
   device_code: OIDCGrantType.OIDC_GRANT_TYPE_DEVICE_CODE,
 };
 
-function authorize(state: SimulatorState, context: HandlerContext, permission: Permission): void {
+export function authorize(state: SimulatorState, context: HandlerContext, permission: Permission): void {
   const token = /^Bearer (.+)$/.exec(context.requestHeader.get('authorization') ?? '')?.[1];
   const granted = state.permissionsOf(token);
   if (!granted) throw new ConnectError('Errors.Token.Invalid (AUTH-7fs1e)', Code.Unauthenticated);

@@ -63,8 +63,7 @@ export async function simulateCall<T>(
   handler: (token: string) => T | Promise<T>,
 ): Promise<T> {
   const { method, permission, ...details } = call;
-  const delay = state.latencyMs[method] ?? state.latencyMs['*'] ?? 0;
-  if (delay > 0) await new Promise((resolve) => setTimeout(resolve, delay));
+  await state.simulateLatency(method);
   const record = (code: Code | 'ok') => state.calls.push({ method, ...details, code });
   try {
     const authorization = context.requestHeader.get('authorization') ?? '';

@@ -5,11 +5,14 @@ import type { AddressInfo } from 'node:net';
 import { Duplex } from 'node:stream';
 import { connectNodeAdapter } from '@connectrpc/connect-node';
 import { AppService } from '@zitadel/proto/zitadel/app/v2beta/app_service_pb.js';
+import { OrganizationService } from '@zitadel/proto/zitadel/org/v2beta/org_service_pb.js';
 import { ProjectService } from '@zitadel/proto/zitadel/project/v2beta/project_service_pb.js';
+import { UserService } from '@zitadel/proto/zitadel/user/v2/user_service_pb.js';
 import { SessionService } from '@zitadel/proto/zitadel/session/v2/session_service_pb.js';
 import { actionApiHandler } from './action-api.js';
 import { ActionsRegistry } from './actions.js';
 import { appServiceImpl, projectServiceImpl } from './app-service.js';
+import { organizationServiceImpl, userServiceImpl } from './metadata-service.js';
 import { tokenEndpoint } from './oauth.js';
 import { sessionServiceImpl } from './session-service.js';
 import { ALL_PERMISSIONS, SimulatorState, type Permission, type ProjectionMode } from './state.js';
@@ -82,7 +85,9 @@ export class ZitadelSimulator {
           router
             .service(SessionService, sessionServiceImpl(this.state, this.actions))
             .service(ProjectService, projectServiceImpl(this.state))
-            .service(AppService, appServiceImpl(this.state)),
+            .service(AppService, appServiceImpl(this.state))
+            .service(UserService, userServiceImpl(this.state))
+            .service(OrganizationService, organizationServiceImpl(this.state)),
       }),
     );
     const actionApi = actionApiHandler(this.state, this.actions);

@@ -17,7 +17,9 @@ export type Permission =
   | 'action.execution.read'
   | 'action.execution.write'
   | 'project.read'
-  | 'project.app.read';
+  | 'project.app.read'
+  | 'user.read'
+  | 'org.read';
 export const ALL_PERMISSIONS: readonly Permission[] = [
   'session.read',
   'session.write',
@@ -29,6 +31,8 @@ export const ALL_PERMISSIONS: readonly Permission[] = [
   'action.execution.write',
   'project.read',
   'project.app.read',
+  'user.read',
+  'org.read',
 ];
 /** What Login V2's service account may do (ZITADEL's IAM_LOGIN_CLIENT, as far as sessions go). */
 export const LOGIN_CLIENT_PERMISSIONS: readonly Permission[] = ['session.read', 'session.write'];
@@ -69,7 +73,14 @@ export interface SessionSeed {
   ip?: string | undefined;
 }
 
-export type SimMethod = 'GetSession' | 'ListSessions' | 'DeleteSession' | 'CreateSession' | 'SetSession';
+export type SimMethod =
+  | 'GetSession'
+  | 'ListSessions'
+  | 'DeleteSession'
+  | 'CreateSession'
+  | 'SetSession'
+  | 'ListUserMetadata'
+  | 'ListOrganizationMetadata';
 
 /** A user the simulated login can sign in, with the secrets its checks accept. */
 export interface SimUser {
@@ -131,6 +142,9 @@ export class SimulatorState {
   readonly instanceId = '300000000000000001';
   /** IdP intents a CreateSession may check: id → { token, userId }. */
   readonly idpIntents = new Map<string, { token: string; userId: string }>();
+  /** Metadata by user id and by organisation id: key → value (UTF-8). */
+  readonly userMetadata = new Map<string, Map<string, string>>();
+  readonly orgMetadata = new Map<string, Map<string, string>>();
   readonly projects = new Map<string, { id: string; name: string; organizationId: string }>();
   readonly applications = new Map<string, SimApplication>();
   /** Sessions that asked for a WebAuthN challenge (a passkey check needs one first). */
@@ -258,6 +272,24 @@ export class SimulatorState {
   /** The sessions ListSessions sees right now (possibly stale). */
   projectedSessions(): SimSession[] {
     return [...this.#projection.values()];
+  }
+
+  setUserMetadata(userId: string, key: string, value: string): void {
+    const metadata = this.userMetadata.get(userId) ?? new Map<string, string>();
+    metadata.set(key, value);
+    this.userMetadata.set(userId, metadata);
+  }
+
+  setOrgMetadata(organizationId: string, key: string, value: string): void {
+    const metadata = this.orgMetadata.get(organizationId) ?? new Map<string, string>();
+    metadata.set(key, value);
+    this.orgMetadata.set(organizationId, metadata);
+  }
+
+  /** Waits the latency configured for `method` (or for every method). */
+  async simulateLatency(method: SimMethod): Promise<void> {
+    const delay = this.latencyMs[method] ?? this.latencyMs['*'] ?? 0;
+    if (delay > 0) await new Promise((resolve) => setTimeout(resolve, delay));
   }
 
   /** Makes the next `times` calls of `method` (or of every method: `'*'`) fail with `code`. */

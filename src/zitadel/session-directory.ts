@@ -15,7 +15,7 @@ export interface SessionDirectory {
   deleteSession(sessionId: string): Promise<void>;
 }
 
-export type ZitadelMethod = 'GetSession' | 'ListSessions' | 'DeleteSession';
+export type ZitadelMethod = 'GetSession' | 'ListSessions' | 'DeleteSession' | 'ListUserMetadata' | 'ListOrganizationMetadata';
 
 /** A failed ZITADEL call: which call, and gRPC's verdict. Carries no request data. */
 export class ZitadelCallError extends Error {

@@ -285,6 +285,11 @@ t.test('register and doctor from the command line: idempotent register, a FAIL l
   t.match(again.stdout, /CreateSession response: already bound/);
   t.notMatch(again.stdout, new RegExp(created.signingKey), 'the key is shown once only');
 
+  const deny = JSON.parse((await cli(admin, 'register', '--endpoint', endpoint, '--deny-new', '--json')).stdout);
+  t.same([deny.updated, simulator.actions.targets.get(deny.targetId)?.type, simulator.actions.targets.get(deny.targetId)?.interruptOnError], [true, 'restWebhook', true], '--deny-new: a waiting, interrupting webhook');
+  const conflicting = await cli(admin, 'register', '--endpoint', endpoint, '--deny-new', '--type', 'async');
+  t.equal(conflicting.code, 2);
+
   const usage = await cli({}, 'register', '--endpoint', endpoint);
   t.equal(usage.code, 2);
   t.match(usage.stderr, /ZITADEL_ADMIN_TOKEN is required/);

@@ -187,9 +187,10 @@ t.test('doctor: all PASS with the right tokens; a token without session.delete F
   t.notMatch(warnings.join('\n'), /app "web"/, 'the web app is configured well');
   t.not(signingKey, undefined);
 
-  const noDelete = await runDoctor({ zitadelUrl: simulator.url, runtime: connection('reader'), signingKeys: ['x'], targetName: spec.name });
+  const noDelete = await runDoctor({ zitadelUrl: simulator.url, runtime: connection('reader'), signingKeys: ['x'], targetName: spec.name, limitMetadataKey: 'session_limit' });
   const failed = noDelete.filter((r) => r.status === 'FAIL');
-  t.same(failed.map((r) => r.check), ['session.delete']);
+  t.same(failed.map((r) => r.check), ['session.delete', 'metadata read']);
+  t.match(failed[1]!.detail, /PermissionDenied: SESSION_LIMIT_METADATA_KEY needs user\.read/);
   t.match(failed[0]!.detail, /PermissionDenied: grant the service user IAM_USER_MANAGER/);
   t.match(noDelete.find((r) => r.check === 'target and executions')?.status, 'SKIP', 'without an admin token the target is skipped');
 
@@ -214,4 +215,16 @@ t.test('doctor: an admin token that cannot read applications says so and skips t
   });
   t.match(results.find((r) => r.check === 'applications'), { status: 'WARN', detail: /cannot read applications \(PermissionDenied\): skipped/ });
   t.match(results.find((r) => r.check === 'target'), { status: 'FAIL', detail: /run "zitadel-session-limiter register/ });
+});
+
+t.test('doctor warns when ON_LIMIT=deny-new but the target does not wait and interrupt', async (t) => {
+  const { simulator, api } = await simulatorWithAdmin(t);
+  const connection = new ZitadelConnection({ baseUrl: simulator.url, credentials: new PersonalAccessToken('admin') });
+  t.teardown(() => connection.close());
+  const run = () =>
+    runDoctor({ zitadelUrl: simulator.url, runtime: connection.transport, signingKeys: ['x'], admin: { api, transport: connection.transport }, targetName: spec.name, onLimit: 'deny-new' });
+  await register(api, spec);
+  t.match((await run()).find((r) => r.check === 'deny-new'), { status: 'WARN', detail: /target is restAsync.*register --deny-new/ });
+  await register(api, { ...spec, kind: 'restWebhook', interruptOnError: true });
+  t.equal((await run()).find((r) => r.check === 'deny-new'), undefined, 'a waiting, interrupting webhook is right');
 });

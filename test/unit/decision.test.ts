@@ -16,7 +16,7 @@ t.test('keeps the N most recently authenticated, evicts the rest', async (t) => 
     session('c', { verifiedAt: { password: NOW - 30 * MIN } }),
     session('d', { verifiedAt: { password: NOW - 1 * MIN } }),
   ];
-  const decision = chooseEvictions({ userId: 'alice', sessions, limit: 2, now: NOW });
+  const decision = chooseEvictions({ userId: 'alice', sessions, now: NOW, policy: { limit: 2 } });
   t.same(ids(decision.keep), ['d', 'b']);
   t.same(ids(decision.evict), ['c', 'a']);
   t.same(decision.notCounted, []);
@@ -26,7 +26,7 @@ t.test('ranks by the latest credential verification of any factor, not by creati
   const oldButReauthenticated = session('old', { createdAt: NOW - 600 * MIN, verifiedAt: { password: NOW - 500 * MIN, totp: NOW - 1 * MIN } });
   const newer = session('new', { createdAt: NOW - 5 * MIN, verifiedAt: { password: NOW - 5 * MIN } });
   t.equal(lastAuthenticatedAt(oldButReauthenticated), NOW - 1 * MIN);
-  const decision = chooseEvictions({ userId: 'alice', sessions: [newer, oldButReauthenticated], limit: 1, now: NOW });
+  const decision = chooseEvictions({ userId: 'alice', sessions: [newer, oldButReauthenticated], now: NOW, policy: { limit: 1 } });
   t.same(ids(decision.keep), ['old']);
   t.same(ids(decision.evict), ['new']);
 });
@@ -40,7 +40,7 @@ t.test('expired sessions, logins in progress and other users never count and are
     session('no-user', { userId: undefined }),
     session('live', { expiresAt: NOW + 1 }),
   ];
-  const decision = chooseEvictions({ userId: 'alice', sessions, limit: 1, now: NOW });
+  const decision = chooseEvictions({ userId: 'alice', sessions, now: NOW, policy: { limit: 1 } });
   t.same(ids(decision.keep), ['live']);
   t.same(decision.evict, []);
   t.same(
@@ -63,7 +63,7 @@ t.test('ties: later creation date, then greater id ranks higher (numeric ids com
     session('300000000000000098', { createdAt: NOW - 2 * MIN, verifiedAt: { password: at } }),
     session('99', { createdAt: NOW - 3 * MIN, verifiedAt: { password: at } }),
   ];
-  const decision = chooseEvictions({ userId: 'alice', sessions, limit: 4, now: NOW });
+  const decision = chooseEvictions({ userId: 'alice', sessions, now: NOW, policy: { limit: 4 } });
   t.same(ids(decision.keep), ['300000000000000098', '300000000000000100', '300000000000000099', '99']);
 });
 
@@ -71,30 +71,30 @@ t.test('the end state does not depend on the order sessions arrive in', async (t
   const sessions = Array.from({ length: 8 }, (_, i) =>
     session(String(300 + i), { createdAt: NOW - (i % 3) * MIN, verifiedAt: { password: NOW - (i % 4) * MIN } }),
   );
-  const reference = ids(chooseEvictions({ userId: 'alice', sessions, limit: 3, now: NOW }).keep);
+  const reference = ids(chooseEvictions({ userId: 'alice', sessions, now: NOW, policy: { limit: 3 } }).keep);
   // A small seeded shuffle: deterministic, and every run tries the same orders.
   let seed = 7;
   const random = () => ((seed = (seed * 1_103_515_245 + 12_345) % 2 ** 31) / 2 ** 31);
   for (let round = 0; round < 50; round++) {
     const shuffled = [...sessions].sort(() => random() - 0.5);
-    t.same(ids(chooseEvictions({ userId: 'alice', sessions: shuffled, limit: 3, now: NOW }).keep), reference);
+    t.same(ids(chooseEvictions({ userId: 'alice', sessions: shuffled, now: NOW, policy: { limit: 3 } }).keep), reference);
   }
 });
 
 t.test('a session given twice counts once, as its last record', async (t) => {
   const stale = session('s1', { verifiedAt: {} });
   const fresh = session('s1', { verifiedAt: { password: NOW } });
-  const decision = chooseEvictions({ userId: 'alice', sessions: [stale, session('s2'), fresh], limit: 1, now: NOW });
+  const decision = chooseEvictions({ userId: 'alice', sessions: [stale, session('s2'), fresh], now: NOW, policy: { limit: 1 } });
   t.same(ids(decision.keep), ['s1']);
   t.same(ids(decision.evict), ['s2']);
   t.same(decision.notCounted, []);
 });
 
 t.test('under the limit nothing is evicted; a bad limit is refused', async (t) => {
-  t.same(chooseEvictions({ userId: 'alice', sessions: [session('a')], limit: 2, now: NOW }).evict, []);
-  t.same(chooseEvictions({ userId: 'alice', sessions: [], limit: 1, now: NOW }).keep, []);
+  t.same(chooseEvictions({ userId: 'alice', sessions: [session('a')], now: NOW, policy: { limit: 2 } }).evict, []);
+  t.same(chooseEvictions({ userId: 'alice', sessions: [], now: NOW, policy: { limit: 1 } }).keep, []);
   for (const limit of [0, -1, 1.5, Number.NaN]) {
-    t.throws(() => chooseEvictions({ userId: 'alice', sessions: [], limit, now: NOW }), RangeError, `limit ${limit}`);
+    t.throws(() => chooseEvictions({ userId: 'alice', sessions: [], now: NOW, policy: { limit } }), RangeError, `limit ${limit}`);
   }
 });
 
