@@ -21,8 +21,6 @@ export function buildApp(options: AppOptions): FastifyInstance {
     loggerInstance: options.logger as FastifyBaseLogger,
     // One line per webhook is written by the route itself, with its outcome; fastify's own two lines add nothing.
     logController: new LogController({ disableRequestLogging: true }),
-    // Behind Fly's proxy: trust X-Forwarded-For from it for the logged client address.
-    trustProxy: true,
     // Signing keys rotate; a request that hangs should not hold a socket for ever.
     requestTimeout: 30_000,
   });

@@ -98,7 +98,7 @@ const schema = z.object({
   ),
   ZITADEL_KEY_FILE: z.preprocess(blankToUndefined, z.string().optional()),
   ZITADEL_TIMEOUT_MS: integer('ZITADEL_TIMEOUT_MS', 100, 60_000, 5000),
-  SHUTDOWN_TIMEOUT_MS: integer('SHUTDOWN_TIMEOUT_MS', 0, 300_000, 10_000),
+  SHUTDOWN_TIMEOUT_MS: integer('SHUTDOWN_TIMEOUT_MS', 1000, 300_000, 10_000),
   SESSION_LIMIT_METADATA_KEY: z.preprocess(
     blankToUndefined,
     z
@@ -184,6 +184,13 @@ export function loadConfig(env: Record<string, string | undefined>): LoadedConfi
   const env_ = result.data;
   const zitadelUrl = new URL(env_.ZITADEL_URL);
   const warnings: string[] = [];
+  const unusual = env_.ZITADEL_SIGNING_KEYS.filter((key) => !/^[A-Za-z0-9]{36}$/.test(key)).length;
+  if (unusual > 0) {
+    warnings.push(
+      `${unusual} of ZITADEL_SIGNING_KEYS do not look like a ZITADEL signing key (36 letters and digits): ` +
+        'check that the target\'s key was copied whole, not a placeholder',
+    );
+  }
   if (zitadelUrl.protocol === 'http:' && !isLoopback(zitadelUrl.hostname)) {
     warnings.push(
       `ZITADEL_URL uses plain http:// to ${zitadelUrl.hostname}, which is not a loopback address: the access token ` +

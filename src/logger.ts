@@ -2,8 +2,9 @@ import pino, { type DestinationStream, type Logger } from 'pino';
 import type { LogLevel } from './config.js';
 
 /**
- * Paths that must never be written even if some code passes them by mistake: the payload carries plaintext
- * passwords and session tokens, and requests carry the signature and (to ZITADEL) the access token.
+ * A second line of defence only: the code never logs a payload, a header or a key (a test checks every value of
+ * every line for them). These paths are censored if some future code passes such an object by mistake; pino's
+ * redaction matches these exact paths (one wildcard level), not every depth.
  */
 export const REDACTED_PATHS = [
   'req.headers.authorization',
@@ -12,10 +13,16 @@ export const REDACTED_PATHS = [
   'headers["zitadel-signature"]',
   'body',
   'payload',
-  'request.checks',
+  'request',
+  'response',
+  'checks',
+  '*.checks',
   'sessionToken',
+  '*.sessionToken',
   'password',
+  '*.password',
   'token',
+  'signingKey',
   'signingKeys',
 ];
 

@@ -25,6 +25,10 @@ const envelopeSchema = z.object({
   response: z.object({ sessionId: z.string().optional() }).optional(),
 });
 
+const RESPONSE_NEEDED =
+  'no response object: the target seems bound to the request of this method; bind it to the response, where the ' +
+  'checks have been verified';
+
 function invalid(detail: string): ServiceError {
   return new ServiceError('ERR_PAYLOAD_INVALID', detail);
 }
@@ -44,6 +48,7 @@ export function interpretPayload(payload: unknown): WebhookAction {
   const { fullMethod, request, response } = parsed.data;
 
   let sessionId: string | undefined;
+  if ((fullMethod === CREATE_SESSION || fullMethod === SET_SESSION) && response === undefined) throw invalid(RESPONSE_NEEDED);
   if (fullMethod === CREATE_SESSION) {
     sessionId = response?.sessionId;
     if (!sessionId) throw invalid('a CreateSession payload needs response.sessionId');

@@ -114,7 +114,12 @@ export async function runService(env: Record<string, string | undefined> = proce
       process.exit(1);
     }, config.shutdownTimeoutMs);
     deadline.unref();
-    await service.close();
+    try {
+      await service.close();
+    } catch (error) {
+      logger.error({ err: error }, 'shutdown failed');
+      process.exit(1);
+    }
     logger.info('stopped');
     process.exit(0);
   };

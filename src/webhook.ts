@@ -43,6 +43,9 @@ export const webhookRoutes: FastifyPluginAsync<WebhookOptions> = async (app: Fas
   );
 
   const count = (outcome: string, code = '') => options.metrics?.webhookRequests.inc({ outcome, code });
+  // Anyone can send rejected requests: log each at debug, and a warning at most once a minute per code, so that a
+  // wrong key is seen without a flood of forged requests flooding the logs (the metric counts them all).
+  const lastWarned = new Map<string, number>();
 
   app.setErrorHandler((error, request, reply) => {
     const serviceError = toServiceError(error);
@@ -51,7 +54,10 @@ export const webhookRoutes: FastifyPluginAsync<WebhookOptions> = async (app: Fas
       // ZitadelCallError and unexpected errors carry no request data; the log names the failed call.
       request.log.error({ err: error, code: serviceError.code }, 'webhook failed');
     } else {
-      request.log.info({ code: serviceError.code, statusCode: serviceError.statusCode }, 'webhook rejected');
+      const now = options.now();
+      const warn = now - (lastWarned.get(serviceError.code) ?? -Infinity) >= 60_000;
+      if (warn) lastWarned.set(serviceError.code, now);
+      request.log[warn ? 'warn' : 'debug']({ code: serviceError.code, statusCode: serviceError.statusCode }, 'webhook rejected');
     }
     return reply.code(serviceError.statusCode).send(serviceError.toJSON());
   });

@@ -13,6 +13,8 @@ export interface SessionRecord {
   userId: string | undefined;
   organizationId?: string | undefined;
   createdAt: number | undefined;
+  /** When ZITADEL last changed the session: of two records of one session, the later change wins. */
+  changedAt?: number | undefined;
   /** Undefined: the session never expires. */
   expiresAt: number | undefined;
   /** When each credential factor was verified; a missing entry was never verified. */
@@ -148,7 +150,8 @@ const DEFAULT_PRUNE_LIMIT = 100;
  *   triggering session is denied and nothing else is touched. A session already within the limit (a
  *   re-authentication, or a second session on a counted device) is never denied.
  * Expired sessions, logins in progress and other users' sessions are never counted; only expired sessions of the
- * user are ever pruned. A session given twice counts once, as its last record (a fresh read after a stale list).
+ * user are ever pruned. A session given twice counts once, as its most recently changed record (ties: the one
+ * given last), so a GetSession read before a list can never override a newer listed state.
  */
 export function chooseEvictions({ userId, sessions, now, policy, triggerId }: DecisionInput): EvictionDecision {
   const { limit, countBy = 'session', onLimit = 'evict-oldest' } = policy;
@@ -156,7 +159,10 @@ export function chooseEvictions({ userId, sessions, now, policy, triggerId }: De
     throw new RangeError(`limit must be an integer >= 1 or "unlimited", got ${limit}`);
   }
   const latest = new Map<string, SessionRecord>();
-  for (const session of sessions) latest.set(session.id, session);
+  for (const session of sessions) {
+    const known = latest.get(session.id);
+    if (!known || (session.changedAt ?? 0) >= (known.changedAt ?? 0)) latest.set(session.id, session);
+  }
   const ranked: RankedSession[] = [];
   const notCounted: EvictionDecision['notCounted'] = [];
   for (const session of latest.values()) {

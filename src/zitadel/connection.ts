@@ -1,6 +1,7 @@
 import { Code, ConnectError, type Interceptor, type Transport } from '@connectrpc/connect';
 import { createGrpcTransport, Http2SessionManager } from '@connectrpc/connect-node';
 import type { AccessTokenSource } from './credentials.js';
+import { UNAVAILABLE_CODES } from './session-directory.js';
 
 /** The outcome of one ZITADEL call: `ok` or the gRPC code's name (e.g. `Unavailable`). */
 export type CallObserver = (method: string, result: string, seconds: number) => void;
@@ -14,8 +15,6 @@ export interface ZitadelConnectionOptions {
   observe?: CallObserver;
 }
 
-/** Codes that mean ZITADEL did not answer at all (rather than answering with an error). */
-const NO_ANSWER = new Set([Code.Unavailable, Code.DeadlineExceeded, Code.Canceled, Code.Unknown]);
 
 /**
  * One HTTP/2 connection to ZITADEL for every gRPC client of the service: bearer token from the credentials on each
@@ -24,7 +23,7 @@ const NO_ANSWER = new Set([Code.Unavailable, Code.DeadlineExceeded, Code.Cancele
 export class ZitadelConnection {
   readonly transport: Transport;
   readonly #sessions: Http2SessionManager;
-  /** Epoch ms of the last call ZITADEL answered (successfully or with an error of its own). */
+  /** Epoch ms of the last call ZITADEL answered with success or NotFound (a revoked token does not count). */
   lastAnswerAt: number | undefined;
   /** Why the last call failed without an answer, if it did. */
   lastFailure: string | undefined;
@@ -47,8 +46,8 @@ export class ZitadelConnection {
         return response;
       } catch (error) {
         const code = ConnectError.from(error).code;
-        if (NO_ANSWER.has(code)) this.lastFailure = `${request.method.name}: ${Code[code]}`;
-        else this.lastAnswerAt = Date.now();
+        if (code === Code.NotFound) this.lastAnswerAt = Date.now();
+        else this.lastFailure = `${request.method.name}: ${Code[code]}`;
         options.observe?.(request.method.name, Code[code] ?? 'error', seconds());
         throw error;
       }

@@ -1,5 +1,6 @@
 import { createPrivateKey, type KeyObject } from 'node:crypto';
 import { readFileSync } from 'node:fs';
+import { Code, ConnectError } from '@connectrpc/connect';
 import { SignJWT } from 'jose';
 import { z } from 'zod';
 
@@ -113,17 +114,25 @@ export class JwtProfileToken implements AccessTokenSource {
       .setIssuedAt(issuedAt)
       .setExpirationTime(issuedAt + 3600)
       .sign(privateKey);
-    const response = await fetch(`${issuer}/oauth/v2/token`, {
-      method: 'POST',
-      headers: { 'content-type': 'application/x-www-form-urlencoded' },
-      body: new URLSearchParams({ grant_type: JWT_BEARER_GRANT, scope: ZITADEL_API_SCOPE, assertion }),
-      signal: AbortSignal.timeout(10_000),
-    });
+    let response: Response;
+    try {
+      response = await fetch(`${issuer}/oauth/v2/token`, {
+        method: 'POST',
+        headers: { 'content-type': 'application/x-www-form-urlencoded' },
+        body: new URLSearchParams({ grant_type: JWT_BEARER_GRANT, scope: ZITADEL_API_SCOPE, assertion }),
+        signal: AbortSignal.timeout(10_000),
+      });
+    } catch (error) {
+      // As a gRPC status, so that a failed token fetch reads like the call it blocked: unreachable → 503.
+      throw new ConnectError(`ZITADEL's /oauth/v2/token could not be reached: ${(error as Error).message}`, Code.Unavailable);
+    }
     const body = (await response.json().catch(() => ({}))) as { access_token?: unknown; expires_in?: unknown; error?: unknown };
     if (!response.ok || typeof body.access_token !== 'string') {
-      throw new Error(
+      const overloaded = response.status === 429 || response.status >= 500;
+      throw new ConnectError(
         `ZITADEL refused the key file's JWT at /oauth/v2/token (${response.status} ${String(body.error ?? '')}): ` +
-          'check that the key is active and belongs to the service user',
+          (overloaded ? 'ZITADEL is overloaded or failing; try again' : 'check that the key is active and belongs to the service user'),
+        overloaded ? Code.Unavailable : Code.Unauthenticated,
       );
     }
     const lifetimeMs = (typeof body.expires_in === 'number' ? body.expires_in : 3600) * 1000;

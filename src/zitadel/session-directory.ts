@@ -15,7 +15,22 @@ export interface SessionDirectory {
   deleteSession(sessionId: string): Promise<void>;
 }
 
+const MAX_PAGES = 1000;
+
 export type ZitadelMethod = 'GetSession' | 'ListSessions' | 'DeleteSession' | 'ListUserMetadata' | 'ListOrganizationMetadata';
+
+/**
+ * Codes that mean ZITADEL could not be reached or was overloaded, rather than refusing the call. `Unknown` is what a
+ * broken connection surfaces as (it carries no answer from ZITADEL).
+ */
+export const UNAVAILABLE_CODES: ReadonlySet<Code> = new Set([
+  Code.Unavailable,
+  Code.DeadlineExceeded,
+  Code.ResourceExhausted,
+  Code.Aborted,
+  Code.Canceled,
+  Code.Unknown,
+]);
 
 /** A failed ZITADEL call: which call, and gRPC's verdict. Carries no request data. */
 export class ZitadelCallError extends Error {
@@ -32,9 +47,7 @@ export class ZitadelCallError extends Error {
 
   /** True when ZITADEL could not be reached or was overloaded, rather than refusing the call. */
   get unavailable(): boolean {
-    return [Code.Unavailable, Code.DeadlineExceeded, Code.ResourceExhausted, Code.Aborted, Code.Canceled].includes(
-      this.grpcCode,
-    );
+    return UNAVAILABLE_CODES.has(this.grpcCode);
   }
 }
 
@@ -56,6 +69,7 @@ export function toSessionRecord(session: Session): SessionRecord {
     userId: factors?.user?.id || undefined,
     organizationId: factors?.user?.organizationId || undefined,
     createdAt: timestampToMs(session.creationDate),
+    changedAt: timestampToMs(session.changeDate),
     expiresAt: timestampToMs(session.expirationDate),
     verifiedAt,
     fingerprintId: session.userAgent?.fingerprintId || undefined,
@@ -92,10 +106,11 @@ export class ZitadelSessionDirectory implements SessionDirectory {
 
   async listUserSessions(userId: string): Promise<SessionRecord[]> {
     const records: SessionRecord[] = [];
-    for (let offset = 0n; ; offset += BigInt(this.#pageSize)) {
-      let page;
+    // Bounded: a server that ignored the offset would otherwise be paged for ever.
+    for (let page = 0, offset = 0n; page < MAX_PAGES; page++, offset += BigInt(this.#pageSize)) {
+      let result;
       try {
-        page = await this.#client.listSessions({
+        result = await this.#client.listSessions({
           query: { offset, limit: this.#pageSize, asc: true },
           queries: [{ query: { case: 'userIdQuery', value: { id: userId } } }],
           sortingColumn: SessionFieldName.CREATION_DATE,
@@ -103,11 +118,12 @@ export class ZitadelSessionDirectory implements SessionDirectory {
       } catch (error) {
         throw new ZitadelCallError('ListSessions', error);
       }
-      for (const session of page.sessions) records.push(toSessionRecord(session));
-      const total = page.details?.totalResult;
-      const seen = offset + BigInt(page.sessions.length);
-      if (page.sessions.length < this.#pageSize || (total !== undefined && seen >= total)) return records;
+      for (const session of result.sessions) records.push(toSessionRecord(session));
+      const total = result.details?.totalResult;
+      const seen = offset + BigInt(result.sessions.length);
+      if (result.sessions.length < this.#pageSize || (total !== undefined && seen >= total)) return records;
     }
+    throw new ZitadelCallError('ListSessions', new ConnectError(`more than ${MAX_PAGES} pages of sessions for one user`, Code.OutOfRange));
   }
 
   async deleteSession(sessionId: string): Promise<void> {

@@ -89,6 +89,8 @@ t.test('npm start serves the webhook against a ZITADEL over gRPC, and stops on S
 
   process.kill(-service.child.pid!, 'SIGTERM');
   await service.exited;
+  // npm may exit before the service it started has written its last line: wait for the line itself.
+  for (let i = 0; i < 200 && !service.stdout().includes('"msg":"stopped"'); i++) await new Promise((resolve) => setTimeout(resolve, 50));
   const lines = service.stdout().split('\n').filter(Boolean).map((line) => JSON.parse(line));
   t.ok(lines.some((line) => line.event === 'session.evicted' && line.sessionId === old), 'the eviction was logged');
   t.ok(lines.some((line) => line.msg === 'stopped'), 'it shut down cleanly');

@@ -5,7 +5,7 @@ import { ConfigError, isLoopback, loadConfig } from '../../src/config.js';
 const base = {
   ZITADEL_URL: 'https://example.zitadel.cloud',
   ZITADEL_TOKEN: 'SECRET-token-value',
-  ZITADEL_SIGNING_KEYS: 'SECRET-key-one',
+  ZITADEL_SIGNING_KEYS: 'SECRETkeyone0123456789abcdefghijklmn',
 };
 
 const problemsOf = (env: Record<string, string | undefined>): string[] => {
@@ -27,7 +27,12 @@ t.test('defaults', async (t) => {
       credentials: { kind: 'personal-access-token', token: 'SECRET-token-value' },
       zitadelTimeoutMs: 5000,
       shutdownTimeoutMs: 10000,
-      signingKeys: ['SECRET-key-one'],
+      metricsPort: undefined,
+      policy: { countBy: 'session', onLimit: 'evict-oldest', dryRun: false, pruneExpired: false },
+      limitMetadataKey: undefined,
+      limitCacheSeconds: 60,
+      denyMessage: 'You are signed in on too many devices. Sign out on another device, then try again.',
+      signingKeys: ['SECRETkeyone0123456789abcdefghijklmn'],
       sessionLimit: 2,
       signatureToleranceSeconds: 300,
       port: 8080,
@@ -83,6 +88,15 @@ t.test('limits and tolerances that would disable protection are refused', async 
   t.same(problemsOf({ ...base, ZITADEL_URL: 'not a url' }).length, 1);
 });
 
+t.test('policies are validated like the rest', async (t) => {
+  const { config } = loadConfig({ ...base, COUNT_BY: 'Device', ON_LIMIT: 'deny-new', DRY_RUN: 'TRUE', PRUNE_EXPIRED: 'false', SESSION_LIMIT_METADATA_KEY: 'session_limit', LIMIT_CACHE_SECONDS: '0' });
+  t.same(config.policy, { countBy: 'device', onLimit: 'deny-new', dryRun: true, pruneExpired: false });
+  t.equal(config.limitMetadataKey, 'session_limit');
+  t.equal(config.limitCacheSeconds, 0);
+  const problems = problemsOf({ ...base, COUNT_BY: 'user', ON_LIMIT: 'deny', DRY_RUN: 'yes', SESSION_LIMIT_METADATA_KEY: 'has space', DENY_MESSAGE: 'x'.repeat(501) });
+  t.same(problems.map((line) => line.split(' ')[0]).sort(), ['COUNT_BY', 'DENY_MESSAGE', 'DRY_RUN', 'ON_LIMIT', 'SESSION_LIMIT_METADATA_KEY']);
+});
+
 t.test('credentials: exactly one of ZITADEL_TOKEN and ZITADEL_KEY_FILE; a key file is checked at start-up', async (t) => {
   const { ZITADEL_TOKEN: _unused, ...noToken } = base;
   t.match(problemsOf(noToken), [/^ZITADEL_TOKEN is required: set ZITADEL_TOKEN .* or ZITADEL_KEY_FILE/]);
@@ -95,6 +109,12 @@ t.test('credentials: exactly one of ZITADEL_TOKEN and ZITADEL_KEY_FILE; a key fi
   const { config } = loadConfig({ ...noToken, ZITADEL_KEY_FILE: JSON.stringify({ type: 'serviceaccount', keyId: 'k1', key: pkcs1, userId: 'u1' }) });
   t.equal(config.credentials.kind, 'key-file', 'ZITADEL\'s PKCS#1 key file, given as content');
   t.equal(loadConfig({ ...base, ZITADEL_TIMEOUT_MS: '1500' }).config.zitadelTimeoutMs, 1500);
+});
+
+t.test('a signing key that does not look like ZITADEL\'s is a warning, without the key', async (t) => {
+  const { warnings } = loadConfig({ ...base, ZITADEL_SIGNING_KEYS: 'SECRET-placeholder' });
+  t.match(warnings, [/1 of ZITADEL_SIGNING_KEYS do not look like a ZITADEL signing key/]);
+  t.notMatch(warnings.join(), /SECRET/);
 });
 
 t.test('http:// is accepted, with a warning unless the host is loopback', async (t) => {

@@ -81,13 +81,22 @@ t.test('the end state does not depend on the order sessions arrive in', async (t
   }
 });
 
-t.test('a session given twice counts once, as its last record', async (t) => {
-  const stale = session('s1', { verifiedAt: {} });
-  const fresh = session('s1', { verifiedAt: { password: NOW } });
+t.test('a session given twice counts once, as its most recently changed record', async (t) => {
+  const stale = session('s1', { verifiedAt: {}, changedAt: NOW - MIN });
+  const fresh = session('s1', { verifiedAt: { password: NOW }, changedAt: NOW });
   const decision = chooseEvictions({ userId: 'alice', sessions: [stale, session('s2'), fresh], now: NOW, policy: { limit: 1 } });
   t.same(ids(decision.keep), ['s1']);
   t.same(ids(decision.evict), ['s2']);
   t.same(decision.notCounted, []);
+
+  // The review's case: GetSession read s1 after its password (t=20); the list, read later, holds s1 after its TOTP
+  // (t=30). The older record given last must not win, or s1 (the most recent) would be evicted for y (t=25).
+  const listed = session('s1', { verifiedAt: { password: NOW - 20, totp: NOW - 10 }, changedAt: NOW - 10 });
+  const readBefore = session('s1', { verifiedAt: { password: NOW - 20 }, changedAt: NOW - 20 });
+  const y = session('y', { verifiedAt: { password: NOW - 15 }, changedAt: NOW - 15 });
+  const race = chooseEvictions({ userId: 'alice', sessions: [listed, y, readBefore], now: NOW, policy: { limit: 1 } });
+  t.same(ids(race.keep), ['s1']);
+  t.same(ids(race.evict), ['y']);
 });
 
 t.test('under the limit nothing is evicted; a bad limit is refused', async (t) => {

@@ -77,3 +77,49 @@ t.test('a failed limit look-up evicts nothing and fails the enforcement', async 
   await t.rejects(enforcer.enforce('b'), /metadata unavailable/);
   t.same(deleted, []);
 });
+
+t.test('enforcements of one user never overlap between list and delete; different users run in parallel', async (t) => {
+  const sessions = [s('a1', 50), s('a2', 40), s('a3', 30), s('a4', 20), { ...s('b1', 50), userId: 'bob' }, { ...s('b2', 0), userId: 'bob' }];
+  const { seam } = directory(sessions);
+  const owner = new Map(sessions.map((x) => [x.id, x.userId!]));
+  const events: string[] = [];
+  const tick = () => new Promise((resolve) => setImmediate(resolve));
+  const instrumented: SessionDirectory = {
+    getSession: async (id) => {
+      await tick();
+      return seam.getSession(id);
+    },
+    listUserSessions: async (userId) => {
+      events.push(`list ${userId}`);
+      await tick();
+      return seam.listUserSessions(userId);
+    },
+    deleteSession: async (id) => {
+      await tick();
+      events.push(`delete ${owner.get(id)}`);
+      await tick();
+      return seam.deleteSession(id);
+    },
+  };
+  const enforcer = new SessionLimitEnforcer({ directory: instrumented, limits: 1, logger: createLogger('silent'), now: () => NOW });
+  const run = async (id: string) => {
+    await enforcer.enforce(id);
+    events.push(`done ${owner.get(id)}`);
+  };
+  await Promise.all(['a1', 'a2', 'a3', 'a4', 'b1', 'b2'].map(run));
+  for (const user of ['alice', 'bob']) {
+    const mine = events.filter((event) => event.endsWith(` ${user}`)).map((event) => event.split(' ')[0]);
+    // Each turn is list, its deletes, done: a second list before the turn's done would be an overlap.
+    let open = false;
+    let overlap = false;
+    for (const event of mine) {
+      if (event === 'list') {
+        overlap ||= open;
+        open = true;
+      } else if (event === 'done') open = false;
+    }
+    t.notOk(overlap, `${user}: no two turns at once (${mine.join(' ')})`);
+  }
+  const firstDone = events.findIndex((event) => event.startsWith('done'));
+  t.ok(events.slice(0, firstDone).includes('list alice') && events.slice(0, firstDone).includes('list bob'), 'alice and bob were listed side by side');
+});

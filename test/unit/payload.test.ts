@@ -35,6 +35,7 @@ t.test('each credential check triggers enforcement; user and challenges alone do
   const setSession = (checks: Record<string, unknown>) => ({
     fullMethod: '/zitadel.session.v2.SessionService/SetSession',
     request: { sessionId: '1', checks },
+    response: {},
   });
   for (const check of ['password', 'webAuthN', 'idpIntent', 'totp', 'otpSms', 'otpEmail']) {
     t.equal(interpretPayload(setSession({ [check]: {} })).kind, 'enforce', check);
@@ -43,7 +44,7 @@ t.test('each credential check triggers enforcement; user and challenges alone do
   t.equal(interpretPayload(setSession({})).kind, 'skip', 'empty checks');
   t.equal(interpretPayload(setSession({ password: null })).kind, 'skip', 'a null check is no check');
   t.equal(
-    interpretPayload({ fullMethod: '/zitadel.session.v2.SessionService/SetSession', request: { sessionId: '1' } }).kind,
+    interpretPayload({ fullMethod: '/zitadel.session.v2.SessionService/SetSession', request: { sessionId: '1' }, response: {} }).kind,
     'skip',
     'no checks at all',
   );
@@ -58,11 +59,16 @@ t.test('what the service does not understand is a clear 400, naming the field, n
     ['CreateSession without response.sessionId', { ...loadFixture('03-password.create-session'), response: {} }, /response\.sessionId/],
     [
       'SetSession without request.sessionId',
-      { fullMethod: '/zitadel.session.v2.SessionService/SetSession', request: { checks: { password: { password: 'hunter2' } } } },
+      { fullMethod: '/zitadel.session.v2.SessionService/SetSession', request: { checks: { password: { password: 'hunter2' } } }, response: {} },
       /request\.sessionId/,
     ],
-    ['checks not an object', { fullMethod: '/zitadel.session.v2.SessionService/SetSession', request: { sessionId: '1', checks: 'hunter2' } }, /request\.checks/],
-    ['sessionId not a string', { fullMethod: '/zitadel.session.v2.SessionService/SetSession', request: { sessionId: 7 } }, /request\.sessionId/],
+    [
+      'a request execution (no response): the checks are not verified yet',
+      { fullMethod: '/zitadel.session.v2.SessionService/SetSession', request: { sessionId: '1', checks: { password: { password: 'hunter2' } } } },
+      /bind it to the response/,
+    ],
+    ['checks not an object', { fullMethod: '/zitadel.session.v2.SessionService/SetSession', request: { sessionId: '1', checks: 'hunter2' }, response: {} }, /request\.checks/],
+    ['sessionId not a string', { fullMethod: '/zitadel.session.v2.SessionService/SetSession', request: { sessionId: 7 }, response: {} }, /request\.sessionId/],
   ];
   for (const [name, payload, where] of cases) {
     const error = t.throws(() => interpretPayload(payload), name) as unknown;
