@@ -39,7 +39,8 @@ export function buildApp(options: AppOptions): FastifyInstance {
 
   app.get('/readyz', async (_request, reply) => {
     const readiness = options.readiness ? await options.readiness() : { ready: true, reason: 'no readiness check configured' };
-    return reply.code(readiness.ready ? 200 : 503).send({ status: readiness.ready ? 'ready' : 'not ready', reason: readiness.reason });
+    const status = !readiness.ready ? 'not ready' : readiness.degraded ? 'degraded' : 'ready';
+    return reply.code(readiness.ready ? 200 : 503).send({ status, reason: readiness.reason, degraded: readiness.degraded });
   });
 
   const { metrics } = options;

@@ -34,6 +34,14 @@ export interface Config {
   limitCacheSeconds: number;
   /** The message a denied login shows (ON_LIMIT=deny-new). */
   denyMessage: string;
+  /** Total time one enforcement may take, retries included. */
+  enforceBudgetMs: number;
+  /** Enforcements running or waiting at once; beyond, 503. */
+  maxConcurrentEnforcements: number;
+  /** ZITADEL calls in flight at once, for the whole process. */
+  maxZitadelCalls: number;
+  /** Several replicas: the cross-replica per-user lock. Undefined: in-process serialisation only. */
+  redisUrl: string | undefined;
 }
 
 export const DEFAULT_DENY_MESSAGE =
@@ -114,6 +122,16 @@ const schema = z.object({
     z.string().max(500, { error: 'DENY_MESSAGE must be at most 500 characters' }).default(DEFAULT_DENY_MESSAGE),
   ),
   DRY_RUN: boolean('DRY_RUN'),
+  ENFORCE_BUDGET_MS: integer('ENFORCE_BUDGET_MS', 100, 120_000, 5000),
+  MAX_CONCURRENT_ENFORCEMENTS: integer('MAX_CONCURRENT_ENFORCEMENTS', 1, 100_000, 256),
+  MAX_ZITADEL_CALLS: integer('MAX_ZITADEL_CALLS', 1, 10_000, 64),
+  REDIS_URL: z.preprocess(
+    blankToUndefined,
+    z
+      .string()
+      .refine((value) => /^rediss?:\/\//.test(value), { error: 'REDIS_URL must be a redis:// or rediss:// URL' })
+      .optional(),
+  ),
   PRUNE_EXPIRED: boolean('PRUNE_EXPIRED'),
   METRICS_PORT: z.preprocess(
     blankToUndefined,
@@ -219,6 +237,10 @@ export function loadConfig(env: Record<string, string | undefined>): LoadedConfi
       limitMetadataKey: env_.SESSION_LIMIT_METADATA_KEY,
       limitCacheSeconds: env_.LIMIT_CACHE_SECONDS,
       denyMessage: env_.DENY_MESSAGE,
+      enforceBudgetMs: env_.ENFORCE_BUDGET_MS,
+      maxConcurrentEnforcements: env_.MAX_CONCURRENT_ENFORCEMENTS,
+      maxZitadelCalls: env_.MAX_ZITADEL_CALLS,
+      redisUrl: env_.REDIS_URL,
     },
     warnings,
   };

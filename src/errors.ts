@@ -63,6 +63,12 @@ export const errorCatalog = {
       'ZITADEL refused a call; the limit was not enforced for this login. Check that ZITADEL_TOKEN is valid and ' +
       'holds session.read and session.delete (e.g. role IAM_USER_MANAGER).',
   },
+  ERR_OVERLOADED: {
+    status: 503,
+    message:
+      'Too many enforcements are waiting (ZITADEL is slow or down); this one was shed. Check ZITADEL, or raise ' +
+      'MAX_CONCURRENT_ENFORCEMENTS if ZITADEL keeps up.',
+  },
   ERR_NOT_FOUND: {
     status: 404,
     message: 'No such route. The webhook endpoint is POST /webhooks/zitadel.',

@@ -18,6 +18,10 @@ export interface Metrics {
   /** ZITADEL calls by gRPC method and result (`ok` or the gRPC code). */
   zitadelCalls: Counter<'method' | 'result'>;
   zitadelCallDuration: Histogram<'method'>;
+  /** ZITADEL calls retried within an enforcement's budget, by method. */
+  zitadelRetries: Counter<'method'>;
+  /** Enforcements that ran without the cross-replica lock because Redis was unreachable. */
+  lockFallbacks: Counter;
 }
 
 export function createMetrics(options: { defaultMetrics?: boolean } = {}): Metrics {
@@ -69,6 +73,17 @@ export function createMetrics(options: { defaultMetrics?: boolean } = {}): Metri
       name: 'session_limiter_zitadel_calls_total',
       help: 'ZITADEL API calls by method and result (ok or the gRPC code)',
       labelNames: ['method', 'result'],
+      registers,
+    }),
+    zitadelRetries: new Counter({
+      name: 'session_limiter_zitadel_retries_total',
+      help: 'ZITADEL calls retried (Unavailable, ResourceExhausted, DeadlineExceeded, resets) by method',
+      labelNames: ['method'],
+      registers,
+    }),
+    lockFallbacks: new Counter({
+      name: 'session_limiter_lock_fallbacks_total',
+      help: 'Enforcements run without the cross-replica Redis lock because Redis was unreachable',
       registers,
     }),
     zitadelCallDuration: new Histogram({

@@ -8,6 +8,7 @@ import { createLogger } from './logger.js';
 import { createMetrics, type Metrics } from './metrics.js';
 import { ZitadelConnection } from './zitadel/connection.js';
 import { JwtProfileToken, PersonalAccessToken, type AccessTokenSource } from './zitadel/credentials.js';
+import { RedisUserLock } from './redis-lock.js';
 import { MetadataLimits } from './zitadel/metadata.js';
 import { createReadinessCheck } from './zitadel/readiness.js';
 import { ZitadelSessionDirectory } from './zitadel/session-directory.js';
@@ -43,11 +44,15 @@ export function composeService(config: Config, logger: Logger, options: ComposeO
     baseUrl: config.zitadelUrl,
     credentials,
     timeoutMs: config.zitadelTimeoutMs,
+    maxInFlight: config.maxZitadelCalls,
     observe: (method, result, seconds) => {
       metrics.zitadelCalls.inc({ method, result });
       metrics.zitadelCallDuration.observe({ method }, seconds);
     },
   });
+  const lock = config.redisUrl
+    ? new RedisUserLock({ url: config.redisUrl, logger, onFallback: () => metrics.lockFallbacks.inc() })
+    : undefined;
   const directory = new ZitadelSessionDirectory(connection.transport, { pageSize: options.pageSize });
   const limits = config.limitMetadataKey
     ? new MetadataLimits(connection.transport, {
@@ -56,7 +61,17 @@ export function composeService(config: Config, logger: Logger, options: ComposeO
         cacheSeconds: config.limitCacheSeconds,
       })
     : config.sessionLimit;
-  const enforcer = new SessionLimitEnforcer({ directory, limits, policy: config.policy, logger, metrics });
+  const enforcer = new SessionLimitEnforcer({
+    directory,
+    limits,
+    policy: config.policy,
+    logger,
+    metrics,
+    lock,
+    budgetMs: config.enforceBudgetMs,
+    callTimeoutMs: config.zitadelTimeoutMs,
+    maxConcurrent: config.maxConcurrentEnforcements,
+  });
   const app = buildApp({
     logger,
     enforcer,
@@ -64,7 +79,7 @@ export function composeService(config: Config, logger: Logger, options: ComposeO
     signingKeys: config.signingKeys,
     signatureToleranceSeconds: config.signatureToleranceSeconds,
     denyMessage: config.denyMessage,
-    readiness: createReadinessCheck({ connection, directory }),
+    readiness: createReadinessCheck({ connection, directory, redis: lock }),
     exposeMetrics: config.metricsPort === undefined,
   });
   return {
@@ -79,6 +94,7 @@ export function composeService(config: Config, logger: Logger, options: ComposeO
         await app.close();
       } finally {
         connection.close();
+        await lock?.close();
       }
     },
   };
@@ -144,6 +160,7 @@ export async function runService(env: Record<string, string | undefined> = proce
       ...config.policy,
       zitadel: config.zitadelUrl.origin,
       credentials: config.credentials.kind,
+      redis: config.redisUrl !== undefined,
       keys: config.signingKeys.length,
     },
     'zitadel-session-limiter ready',

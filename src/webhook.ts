@@ -1,5 +1,6 @@
 import type { FastifyError, FastifyInstance, FastifyPluginAsync } from 'fastify';
-import type { SessionLimitEnforcer } from './enforcement/enforcer.js';
+import { EnforcementError, type SessionLimitEnforcer } from './enforcement/enforcer.js';
+import { BudgetExhaustedError, CONFIGURATION_CODES } from './enforcement/retry.js';
 import { ServiceError } from './errors.js';
 import type { Metrics } from './metrics.js';
 import { interpretPayload } from './payload.js';
@@ -21,7 +22,11 @@ export interface WebhookOptions {
 
 /** Maps any error of the webhook route to our stable codes; nothing from the request is echoed. */
 export function toServiceError(error: unknown): ServiceError {
+  if (error instanceof EnforcementError) return toServiceError(error.cause);
   if (error instanceof ServiceError) return error;
+  if (error instanceof BudgetExhaustedError) {
+    return new ServiceError('ERR_ZITADEL_UNAVAILABLE', `${error.what} kept failing until the enforcement budget ran out`);
+  }
   if (error instanceof ZitadelCallError) {
     return new ServiceError(error.unavailable ? 'ERR_ZITADEL_UNAVAILABLE' : 'ERR_ZITADEL_REFUSED', `${error.method} failed`);
   }
@@ -51,8 +56,22 @@ export const webhookRoutes: FastifyPluginAsync<WebhookOptions> = async (app: Fas
     const serviceError = toServiceError(error);
     count(serviceError.statusCode >= 500 ? 'failed' : 'rejected', serviceError.code);
     if (serviceError.statusCode >= 500) {
-      // ZitadelCallError and unexpected errors carry no request data; the log names the failed call.
-      request.log.error({ err: error, code: serviceError.code }, 'webhook failed');
+      // These errors carry no request data: the log names the user, the failed call and what was left undone.
+      const enforcement = error instanceof EnforcementError ? error : undefined;
+      const cause = enforcement?.cause ?? error;
+      const configuration = cause instanceof ZitadelCallError && CONFIGURATION_CODES.has(cause.grpcCode);
+      request.log.error(
+        {
+          err: cause,
+          code: serviceError.code,
+          userId: enforcement?.userId,
+          undone: enforcement?.undone,
+          configurationError: configuration || undefined,
+        },
+        configuration
+          ? 'configuration error: ZITADEL refused the call; check the token and its roles (doctor), it is not retried'
+          : 'webhook failed; the limit may not hold for this user until the next login',
+      );
     } else {
       const now = options.now();
       const warn = now - (lastWarned.get(serviceError.code) ?? -Infinity) >= 60_000;

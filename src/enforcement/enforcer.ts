@@ -1,11 +1,13 @@
 import pLimit from 'p-limit';
 import type { Logger } from 'pino';
+import { ServiceError } from '../errors.js';
 import type { Metrics } from '../metrics.js';
 import { FixedLimit, type LimitSourceLookup } from '../zitadel/metadata.js';
-import type { SessionDirectory } from '../zitadel/session-directory.js';
+import { ZitadelCallError, type CallRunner, type SessionDirectory } from '../zitadel/session-directory.js';
 import { chooseEvictions, lastAuthenticatedAt, type CountBy, type EvictionDecision, type OnLimit, type SessionRecord } from './decision.js';
 import type { ResolvedLimit } from './limits.js';
-import { PerKeyQueue } from './per-key-queue.js';
+import { Budget, withRetries } from './retry.js';
+import { InProcessUserLock, type UserLock } from './user-lock.js';
 
 export interface EnforcementResult {
   /** `enforced` when the user's sessions were checked (evictions may be zero); `denied` when the login was refused. */
@@ -39,16 +41,54 @@ export interface EnforcerOptions {
   logger: Logger;
   /** Current time in milliseconds; injectable for tests. */
   now?: () => number;
+  /** Total time one enforcement may take, retries included (ENFORCE_BUDGET_MS). */
+  budgetMs?: number;
+  /** Deadline of one ZITADEL call (ZITADEL_TIMEOUT_MS); never more than what is left of the budget. */
+  callTimeoutMs?: number;
+  /** Enforcements running or waiting at once; beyond, requests are shed with 503 (MAX_CONCURRENT_ENFORCEMENTS). */
+  maxConcurrent?: number;
+  /** Serialises enforcements of one user: in-process by default, across replicas with Redis. */
+  lock?: UserLock;
   /** DeleteSession calls in flight at once for one enforcement. */
   deleteConcurrency?: number;
-  metrics?: Pick<Metrics, 'sessionsEvicted' | 'sessionsPruned' | 'loginsDenied' | 'dryRunActions' | 'activeSessions' | 'enforcementDuration'> | undefined;
+  metrics?:
+    | Pick<Metrics, 'sessionsEvicted' | 'sessionsPruned' | 'loginsDenied' | 'dryRunActions' | 'activeSessions' | 'enforcementDuration' | 'zitadelRetries'>
+    | undefined;
+  /** For tests: the retry backoff's random source. */
+  random?: () => number;
 }
 
 type AuditEvent = 'session.evicted' | 'session.denied' | 'session.pruned';
 
+interface Action {
+  event: AuditEvent;
+  session: SessionRecord;
+  rule: 'evict-oldest' | 'deny-new' | 'prune-expired';
+  extra?: Record<string, unknown>;
+}
+
+/** An enforcement failed part-way: who, at which step, and what it left undone (for the log line). */
+export class EnforcementError extends Error {
+  readonly userId: string | undefined;
+  readonly undone: string[];
+  override readonly cause: unknown;
+  constructor(userId: string | undefined, undone: string[], cause: unknown) {
+    super(`enforcement for user ${userId ?? '(unknown)'} failed: ${(cause as Error)?.message ?? String(cause)}`);
+    this.name = 'EnforcementError';
+    this.userId = userId;
+    this.undone = undone;
+    this.cause = cause;
+  }
+}
+
+/** Rounds of "verify the sessions about to be deleted, decide again if one changed" before deleting. */
+const MAX_VERIFY_ROUNDS = 3;
+
 /**
  * Enforces the session limit for the user of one session: reads the session, resolves the user's limit, lists the
- * user's sessions, decides with `chooseEvictions` and deletes what the decision says (unless in dry run).
+ * user's sessions (inside the user's turn), decides with `chooseEvictions`, re-reads the sessions it is about to
+ * delete (a re-authentication racing this enforcement must not be evicted) and deletes them (unless in dry run).
+ * Every ZITADEL call is retried within the enforcement's budget.
  */
 export class SessionLimitEnforcer {
   readonly #directory: SessionDirectory;
@@ -56,9 +96,14 @@ export class SessionLimitEnforcer {
   readonly #policy: PolicyOptions;
   readonly #logger: Logger;
   readonly #now: () => number;
+  readonly #budgetMs: number;
+  readonly #callTimeoutMs: number;
+  readonly #maxConcurrent: number;
+  readonly #lock: UserLock;
   readonly #deleteConcurrency: number;
-  readonly #queue = new PerKeyQueue();
   readonly #metrics: EnforcerOptions['metrics'];
+  readonly #random: () => number;
+  #inFlight = 0;
 
   constructor(options: EnforcerOptions) {
     this.#directory = options.directory;
@@ -66,72 +111,151 @@ export class SessionLimitEnforcer {
     this.#policy = { ...DEFAULT_POLICY, ...options.policy };
     this.#logger = options.logger;
     this.#now = options.now ?? Date.now;
+    this.#budgetMs = options.budgetMs ?? 5000;
+    this.#callTimeoutMs = options.callTimeoutMs ?? 5000;
+    this.#maxConcurrent = options.maxConcurrent ?? 256;
+    this.#lock = options.lock ?? new InProcessUserLock();
     this.#deleteConcurrency = options.deleteConcurrency ?? 8;
     this.#metrics = options.metrics;
+    this.#random = options.random ?? Math.random;
   }
 
+  /** Enforcements running or waiting now. */
+  get inFlight(): number {
+    return this.#inFlight;
+  }
+
+  /** Enforces the limit for the user of `sessionId`, the session whose login triggered the webhook. */
   async enforce(sessionId: string): Promise<EnforcementResult> {
+    return this.#bounded(async (run) => {
+      // GetSession finds the user and brings ZITADEL's session projection up to date, so the list is current.
+      const session = await this.#directory.getSession(sessionId, run);
+      const dryRun = this.#policy.dryRun;
+      if (!session) return { outcome: 'session-not-found', evicted: [], pruned: [], dryRun };
+      if (!session.userId || lastAuthenticatedAt(session) === undefined) {
+        return { outcome: 'login-in-progress', userId: session.userId, evicted: [], pruned: [], dryRun };
+      }
+      return this.#enforceUser(session.userId, session.organizationId, run, session);
+    });
+  }
+
+  /** Enforces the limit for one user with no triggering login (the repair sweep: `enforce --user`, `--all`). */
+  async enforceUser(userId: string, organizationId?: string): Promise<EnforcementResult> {
+    return this.#bounded((run) => this.#enforceUser(userId, organizationId, run, undefined));
+  }
+
+  async #bounded(work: (run: CallRunner) => Promise<EnforcementResult>): Promise<EnforcementResult> {
+    // Shed load instead of piling up work while ZITADEL is slow or down.
+    if (this.#inFlight >= this.#maxConcurrent) throw new ServiceError('ERR_OVERLOADED');
+    this.#inFlight += 1;
     const stopTimer = this.#metrics?.enforcementDuration.startTimer();
+    const budget = new Budget(this.#budgetMs, this.#now);
+    const run: CallRunner = (what, call) =>
+      withRetries(what, call, {
+        budget,
+        callTimeoutMs: this.#callTimeoutMs,
+        codeOf: (error) => (error instanceof ZitadelCallError ? error.grpcCode : undefined),
+        random: this.#random,
+        onRetry: (method, attempt, delayMs, error) => {
+          this.#metrics?.zitadelRetries.inc({ method });
+          this.#logger.debug({ method, attempt, delayMs, err: error }, 'retrying a ZITADEL call');
+        },
+      });
     try {
-      return await this.#enforce(sessionId);
+      return await work(run);
     } finally {
+      this.#inFlight -= 1;
       stopTimer?.();
     }
   }
 
-  async #enforce(sessionId: string): Promise<EnforcementResult> {
-    const dryRun = this.#policy.dryRun;
-    // GetSession finds the user and brings ZITADEL's session projection up to date, so the list is current.
-    const session = await this.#directory.getSession(sessionId);
-    if (!session) return { outcome: 'session-not-found', evicted: [], pruned: [], dryRun };
-    if (!session.userId || lastAuthenticatedAt(session) === undefined) {
-      return { outcome: 'login-in-progress', userId: session.userId, evicted: [], pruned: [], dryRun };
-    }
-    const userId = session.userId;
-    // A failed look-up throws: nothing is evicted rather than applying a smaller limit than the user may have.
-    const limit = await this.#limits.limitFor(userId, session.organizationId);
-    for (const source of limit.malformed) {
-      this.#logger.warn({ userId, orgId: session.organizationId, source }, 'malformed session limit in metadata; using the next source');
-    }
-    return this.#queue.run(userId, async (waited) => {
-      // Another enforcement of this user ran while we waited: read again so that the list reflects its deletes.
-      const fresh = waited ? await this.#directory.getSession(sessionId) : session;
-      const listed = await this.#directory.listUserSessions(userId);
-      const decision = chooseEvictions({
-        userId,
-        sessions: fresh ? [...listed, fresh] : listed,
-        now: this.#now(),
-        triggerId: sessionId,
-        policy: { ...this.#policy, limit: limit.limit, limitSource: limit.source },
+  async #enforceUser(userId: string, organizationId: string | undefined, run: CallRunner, trigger: SessionRecord | undefined) {
+    let undone: string[] = [];
+    try {
+      // A failed look-up throws: nothing is evicted rather than applying a smaller limit than the user may have.
+      const limit = await this.#limits.limitFor(userId, organizationId, run);
+      for (const source of limit.malformed) {
+        this.#logger.warn({ userId, orgId: organizationId, source }, 'malformed session limit in metadata; using the next source');
+      }
+      return await this.#lock.run(userId, this.#budgetMs, async (waited) => {
+        // Another enforcement of this user ran while we waited: read again so that the list reflects its deletes.
+        const fresh = trigger && waited ? await this.#directory.getSession(trigger.id, run) : trigger;
+        const listed = await this.#directory.listUserSessions(userId, run);
+        const decision = await this.#decide(userId, fresh ? [...listed, fresh] : listed, limit, trigger?.id, run);
+        const actions = this.#actionsOf(decision);
+        undone = actions.map((action) => action.session.id);
+        const result = await this.#apply(userId, decision, actions, limit, run);
+        undone = [];
+        return result;
       });
-      return this.#apply(userId, decision, limit);
-    });
+    } catch (error) {
+      if (error instanceof EnforcementError) throw error;
+      throw new EnforcementError(userId, undone, error);
+    }
   }
 
-  async #apply(userId: string, decision: EvictionDecision, limit: ResolvedLimit): Promise<EnforcementResult> {
+  /**
+   * Decides, then re-reads the sessions about to be deleted: one may have been re-authenticated (or deleted) since
+   * the list was read. If any changed, decides again with what was read. A few rounds at most.
+   */
+  async #decide(userId: string, sessions: SessionRecord[], limit: ResolvedLimit, triggerId: string | undefined, run: CallRunner) {
+    const records = new Map(sessions.map((session) => [session.id, session]));
+    const verified = new Set<string>(triggerId ? [triggerId] : []);
+    for (let round = 0; ; round++) {
+      const decision = chooseEvictions({
+        userId,
+        sessions: records.values(),
+        now: this.#now(),
+        triggerId,
+        policy: { ...this.#policy, limit: limit.limit, limitSource: limit.source },
+      });
+      const toCheck = decision.evict.map(({ session }) => session).filter((session) => !verified.has(session.id));
+      if (toCheck.length === 0 || round >= MAX_VERIFY_ROUNDS || this.#policy.dryRun) return decision;
+      let changed = false;
+      await Promise.all(
+        toCheck.map(async (listed) => {
+          verified.add(listed.id);
+          const now = await this.#directory.getSession(listed.id, run);
+          if (!now) {
+            records.delete(listed.id);
+            changed = true;
+          } else if ((now.changedAt ?? 0) > (listed.changedAt ?? 0)) {
+            records.set(now.id, now);
+            changed = true;
+          }
+        }),
+      );
+      if (!changed) return decision;
+    }
+  }
+
+  #actionsOf(decision: EvictionDecision): Action[] {
+    return [
+      ...decision.evict.map(({ session }): Action => ({ event: 'session.evicted', session, rule: 'evict-oldest', extra: { kept: decision.keep.length } })),
+      ...(decision.deny ? [{ event: 'session.denied', session: decision.deny.session, rule: 'deny-new' } satisfies Action] : []),
+      ...decision.prune.map((session): Action => ({ event: 'session.pruned', session, rule: 'prune-expired' })),
+    ];
+  }
+
+  async #apply(userId: string, decision: EvictionDecision, actions: Action[], limit: ResolvedLimit, run: CallRunner): Promise<EnforcementResult> {
     const { dryRun } = this.#policy;
     this.#metrics?.activeSessions.observe(decision.units);
-    const audit = (event: AuditEvent, session: SessionRecord, rule: string, extra: Record<string, unknown> = {}) =>
+    const audit = (action: Action) =>
       this.#logger.info(
         {
-          event,
+          event: action.event,
           userId,
-          orgId: session.organizationId,
-          sessionId: session.id,
-          rule,
+          orgId: action.session.organizationId,
+          sessionId: action.session.id,
+          rule: action.rule,
           limit: limit.limit,
           limitSource: limit.source,
           countBy: this.#policy.countBy,
           dryRun,
-          ...extra,
+          ...action.extra,
         },
-        dryRun ? `dry run: would have applied ${event}` : event,
+        dryRun ? `dry run: would have applied ${action.event}` : action.event,
       );
-    const actions: { event: AuditEvent; session: SessionRecord; rule: string; extra?: Record<string, unknown> }[] = [
-      ...decision.evict.map(({ session }) => ({ event: 'session.evicted' as const, session, rule: 'evict-oldest', extra: { kept: decision.keep.length } })),
-      ...(decision.deny ? [{ event: 'session.denied' as const, session: decision.deny.session, rule: 'deny-new' }] : []),
-      ...decision.prune.map((session) => ({ event: 'session.pruned' as const, session, rule: 'prune-expired' })),
-    ];
     const result: EnforcementResult = {
       outcome: decision.deny ? 'denied' : 'enforced',
       userId,
@@ -143,7 +267,7 @@ export class SessionLimitEnforcer {
     };
     if (dryRun) {
       for (const action of actions) {
-        audit(action.event, action.session, action.rule, action.extra);
+        audit(action);
         this.#metrics?.dryRunActions.inc({ action: action.event.replace('session.', '') });
       }
       return result;
@@ -153,21 +277,19 @@ export class SessionLimitEnforcer {
     const outcomes = await Promise.allSettled(
       actions.map((action) =>
         parallel(async () => {
-          await this.#directory.deleteSession(action.session.id);
-          audit(action.event, action.session, action.rule, action.extra);
+          await this.#directory.deleteSession(action.session.id, run);
+          audit(action);
           if (action.event === 'session.evicted') this.#metrics?.sessionsEvicted.inc();
           else if (action.event === 'session.pruned') this.#metrics?.sessionsPruned.inc();
           else this.#metrics?.loginsDenied.inc();
+          return action.session.id;
         }),
       ),
     );
-    const failures = outcomes.filter((outcome): outcome is PromiseRejectedResult => outcome.status === 'rejected');
-    if (failures.length > 0) {
-      this.#logger.error(
-        { userId, done: actions.length - failures.length, failed: failures.length, err: failures[0]!.reason },
-        'some deletions failed; the user may hold more sessions than the limit until the next login',
-      );
-      throw failures[0]!.reason;
+    const failed = actions.filter((_action, i) => outcomes[i]!.status === 'rejected').map((action) => action.session.id);
+    if (failed.length > 0) {
+      const first = outcomes.find((outcome): outcome is PromiseRejectedResult => outcome.status === 'rejected')!;
+      throw new EnforcementError(userId, failed, first.reason);
     }
     return result;
   }

@@ -1,5 +1,6 @@
 import { Code, ConnectError, type Interceptor, type Transport } from '@connectrpc/connect';
 import { createGrpcTransport, Http2SessionManager } from '@connectrpc/connect-node';
+import pLimit from 'p-limit';
 import type { AccessTokenSource } from './credentials.js';
 import { UNAVAILABLE_CODES } from './session-directory.js';
 
@@ -13,6 +14,8 @@ export interface ZitadelConnectionOptions {
   timeoutMs?: number;
   /** Told about every call, e.g. for metrics. */
   observe?: CallObserver;
+  /** Calls in flight at once; more wait their turn (MAX_ZITADEL_CALLS). */
+  maxInFlight?: number;
 }
 
 
@@ -52,11 +55,15 @@ export class ZitadelConnection {
         throw error;
       }
     };
+    // A bound on calls in flight, so that an outage (calls hanging until their deadline) cannot pile up sockets
+    // and memory; the wait counts against the call's own deadline.
+    const limit = pLimit(options.maxInFlight ?? 64);
+    const bounded: Interceptor = (next) => (request) => limit(() => next(request));
     this.transport = createGrpcTransport({
       baseUrl,
       sessionManager: this.#sessions,
       defaultTimeoutMs: options.timeoutMs ?? 5000,
-      interceptors: [observe, authenticate],
+      interceptors: [bounded, observe, authenticate],
     });
   }
 

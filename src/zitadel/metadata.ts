@@ -4,11 +4,11 @@ import { createUserServiceClient } from '@zitadel/client/v2';
 import { OrganizationService } from '@zitadel/proto/zitadel/org/v2beta/org_service_pb.js';
 import type { UserService } from '@zitadel/proto/zitadel/user/v2/user_service_pb.js';
 import { readMetadataLimit, resolveLimit, type MetadataLimit, type ResolvedLimit } from '../enforcement/limits.js';
-import { ZitadelCallError } from './session-directory.js';
+import { runOnce, ZitadelCallError, type CallRunner } from './session-directory.js';
 
 /** Where a user's limit comes from. */
 export interface LimitSourceLookup {
-  limitFor(userId: string, organizationId: string | undefined): Promise<ResolvedLimit>;
+  limitFor(userId: string, organizationId: string | undefined, run?: CallRunner): Promise<ResolvedLimit>;
 }
 
 /** SESSION_LIMIT for everyone: no metadata is ever read. */
@@ -50,10 +50,12 @@ export class MetadataLimits implements LimitSourceLookup {
     this.#now = options.now ?? Date.now;
   }
 
-  async limitFor(userId: string, organizationId: string | undefined): Promise<ResolvedLimit> {
-    const user = await this.#cached(`user:${userId}`, () => this.#userMetadata(userId));
+  async limitFor(userId: string, organizationId: string | undefined, run: CallRunner = runOnce): Promise<ResolvedLimit> {
+    const user = await this.#cached(`user:${userId}`, () => run('ListUserMetadata', (timeoutMs) => this.#userMetadata(userId, timeoutMs)));
     if (user.kind === 'limit') return resolveLimit(user, { kind: 'absent' }, this.#fallback);
-    const org = organizationId ? await this.#cached(`org:${organizationId}`, () => this.#orgMetadata(organizationId)) : { kind: 'absent' as const };
+    const org = organizationId
+      ? await this.#cached(`org:${organizationId}`, () => run('ListOrganizationMetadata', (timeoutMs) => this.#orgMetadata(organizationId, timeoutMs)))
+      : { kind: 'absent' as const };
     return resolveLimit(user, org, this.#fallback);
   }
 
@@ -72,12 +74,12 @@ export class MetadataLimits implements LimitSourceLookup {
     for (const [key, entry] of this.#cache) if (entry.expiresAt <= now) this.#cache.delete(key);
   }
 
-  async #userMetadata(userId: string): Promise<MetadataLimit> {
+  async #userMetadata(userId: string, timeoutMs: number | undefined): Promise<MetadataLimit> {
     try {
-      const { metadata } = await this.#users.listUserMetadata({
-        userId,
-        filters: [{ filter: { case: 'keyFilter', value: { key: this.#key } } }],
-      });
+      const { metadata } = await this.#users.listUserMetadata(
+        { userId, filters: [{ filter: { case: 'keyFilter', value: { key: this.#key } } }] },
+        { timeoutMs },
+      );
       return readMetadataLimit(metadata.find((entry) => entry.key === this.#key)?.value);
     } catch (error) {
       if (ConnectError.from(error).code === Code.NotFound) return { kind: 'absent' };
@@ -85,12 +87,12 @@ export class MetadataLimits implements LimitSourceLookup {
     }
   }
 
-  async #orgMetadata(organizationId: string): Promise<MetadataLimit> {
+  async #orgMetadata(organizationId: string, timeoutMs: number | undefined): Promise<MetadataLimit> {
     try {
-      const { metadata } = await this.#orgs.listOrganizationMetadata({
-        organizationId,
-        filter: [{ query: { case: 'keyQuery', value: { key: this.#key } } }],
-      });
+      const { metadata } = await this.#orgs.listOrganizationMetadata(
+        { organizationId, filter: [{ query: { case: 'keyQuery', value: { key: this.#key } } }] },
+        { timeoutMs },
+      );
       return readMetadataLimit(metadata.find((entry) => entry.key === this.#key)?.value);
     } catch (error) {
       if (ConnectError.from(error).code === Code.NotFound) return { kind: 'absent' };

@@ -5,6 +5,8 @@ import type { SessionDirectory } from './session-directory.js';
 export interface Readiness {
   ready: boolean;
   reason: string;
+  /** Ready, but running without something that should be there (Redis): enforcement goes on, less safely. */
+  degraded?: string | undefined;
 }
 
 export interface ReadinessOptions {
@@ -13,6 +15,8 @@ export interface ReadinessOptions {
   /** ZITADEL counts as up when it answered within this window. */
   freshMs?: number;
   now?: () => number;
+  /** With REDIS_URL: the lock, whose `problem` says why Redis is not usable. */
+  redis?: { problem: string | undefined } | undefined;
 }
 
 /**
@@ -22,6 +26,15 @@ export interface ReadinessOptions {
 export function createReadinessCheck(options: ReadinessOptions): () => Promise<Readiness> {
   const freshMs = options.freshMs ?? 60_000;
   const now = options.now ?? Date.now;
+  const zitadel = zitadelReadiness(options, freshMs, now);
+  return async () => {
+    const readiness = await zitadel();
+    const problem = options.redis?.problem;
+    return problem ? { ...readiness, degraded: `${problem}: enforcing without the cross-replica lock` } : readiness;
+  };
+}
+
+function zitadelReadiness(options: ReadinessOptions, freshMs: number, now: () => number): () => Promise<Readiness> {
   let probe: Promise<Readiness> | undefined;
   let probedAt = 0;
   return async () => {

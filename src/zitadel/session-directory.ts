@@ -5,14 +5,21 @@ import { SessionFieldName, type Session } from '@zitadel/proto/zitadel/session/v
 import type { SessionService } from '@zitadel/proto/zitadel/session/v2/session_service_pb.js';
 import { CREDENTIAL_FACTORS, type SessionRecord } from '../enforcement/decision.js';
 
+/**
+ * How each ZITADEL call is run: the runner gets the call and gives it its deadline (undefined: the connection's
+ * default). The enforcer's runner retries within its budget; the default runs the call once.
+ */
+export type CallRunner = <T>(what: ZitadelMethod, call: (timeoutMs: number | undefined) => Promise<T>) => Promise<T>;
+export const runOnce: CallRunner = (_what, call) => call(undefined);
+
 /** The three Session API calls enforcement needs, in plain data. The seam between the logic and ZITADEL. */
 export interface SessionDirectory {
   /** Reads one session (and brings ZITADEL's session projection up to date); undefined when it does not exist. */
-  getSession(sessionId: string): Promise<SessionRecord | undefined>;
-  /** Every session of the user, all pages. */
-  listUserSessions(userId: string): Promise<SessionRecord[]>;
+  getSession(sessionId: string, run?: CallRunner): Promise<SessionRecord | undefined>;
+  /** Every session of the user, all pages (each page one call). */
+  listUserSessions(userId: string, run?: CallRunner): Promise<SessionRecord[]>;
   /** Terminates a session; succeeds for an unknown or already terminated one (ZITADEL's delete is idempotent). */
-  deleteSession(sessionId: string): Promise<void>;
+  deleteSession(sessionId: string, run?: CallRunner): Promise<void>;
 }
 
 const MAX_PAGES = 1000;
@@ -94,30 +101,36 @@ export class ZitadelSessionDirectory implements SessionDirectory {
     this.#client = createSessionServiceClient(transport);
   }
 
-  async getSession(sessionId: string): Promise<SessionRecord | undefined> {
-    try {
-      const { session } = await this.#client.getSession({ sessionId });
-      return session ? toSessionRecord(session) : undefined;
-    } catch (error) {
-      if (ConnectError.from(error).code === Code.NotFound) return undefined;
-      throw new ZitadelCallError('GetSession', error);
-    }
+  async getSession(sessionId: string, run: CallRunner = runOnce): Promise<SessionRecord | undefined> {
+    return run('GetSession', async (timeoutMs) => {
+      try {
+        const { session } = await this.#client.getSession({ sessionId }, { timeoutMs });
+        return session ? toSessionRecord(session) : undefined;
+      } catch (error) {
+        if (ConnectError.from(error).code === Code.NotFound) return undefined;
+        throw new ZitadelCallError('GetSession', error);
+      }
+    });
   }
 
-  async listUserSessions(userId: string): Promise<SessionRecord[]> {
+  async listUserSessions(userId: string, run: CallRunner = runOnce): Promise<SessionRecord[]> {
     const records: SessionRecord[] = [];
     // Bounded: a server that ignored the offset would otherwise be paged for ever.
     for (let page = 0, offset = 0n; page < MAX_PAGES; page++, offset += BigInt(this.#pageSize)) {
-      let result;
-      try {
-        result = await this.#client.listSessions({
-          query: { offset, limit: this.#pageSize, asc: true },
-          queries: [{ query: { case: 'userIdQuery', value: { id: userId } } }],
-          sortingColumn: SessionFieldName.CREATION_DATE,
-        });
-      } catch (error) {
-        throw new ZitadelCallError('ListSessions', error);
-      }
+      const result = await run('ListSessions', async (timeoutMs) => {
+        try {
+          return await this.#client.listSessions(
+            {
+              query: { offset, limit: this.#pageSize, asc: true },
+              queries: [{ query: { case: 'userIdQuery', value: { id: userId } } }],
+              sortingColumn: SessionFieldName.CREATION_DATE,
+            },
+            { timeoutMs },
+          );
+        } catch (error) {
+          throw new ZitadelCallError('ListSessions', error);
+        }
+      });
       for (const session of result.sessions) records.push(toSessionRecord(session));
       const total = result.details?.totalResult;
       const seen = offset + BigInt(result.sessions.length);
@@ -126,11 +139,13 @@ export class ZitadelSessionDirectory implements SessionDirectory {
     throw new ZitadelCallError('ListSessions', new ConnectError(`more than ${MAX_PAGES} pages of sessions for one user`, Code.OutOfRange));
   }
 
-  async deleteSession(sessionId: string): Promise<void> {
-    try {
-      await this.#client.deleteSession({ sessionId });
-    } catch (error) {
-      throw new ZitadelCallError('DeleteSession', error);
-    }
+  async deleteSession(sessionId: string, run: CallRunner = runOnce): Promise<void> {
+    await run('DeleteSession', async (timeoutMs) => {
+      try {
+        await this.#client.deleteSession({ sessionId }, { timeoutMs });
+      } catch (error) {
+        throw new ZitadelCallError('DeleteSession', error);
+      }
+    });
   }
 }

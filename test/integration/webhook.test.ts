@@ -176,7 +176,11 @@ t.test('an unknown session or a login still in progress: nothing to do', async (
 });
 
 t.test('ZITADEL refusing or unreachable: 502 / 503 with a JSON error; the log names the call', async (t) => {
-  const { simulator, send, logs } = await stack(t, { limit: 1, simulator: { tokens: { 'simulator-token': ['session.read'] } } });
+  const { simulator, send, logs } = await stack(t, {
+    limit: 1,
+    simulator: { tokens: { 'simulator-token': ['session.read'] } },
+    env: () => ({ ENFORCE_BUDGET_MS: '300' }),
+  });
   const ids = seedAliceAndBob(simulator.state);
   const refused = await send(fixtureFor('02-password.set-session', ids.a3));
   t.equal(refused.statusCode, 502);
@@ -184,11 +188,15 @@ t.test('ZITADEL refusing or unreachable: 502 / 503 with a JSON error; the log na
   t.ok(logs.lines.some((line) => line.level === 50 && /DeleteSession/.test(line.err?.message)), 'the log says DeleteSession failed');
   t.equal(simulator.state.sessions.size, 8);
 
-  simulator.state.injectFault('ListSessions', { code: Code.Unavailable, times: 1 });
+  t.ok(logs.lines.some((line) => line.configurationError === true && line.userId === ids.alice), 'logged as a configuration error, naming the user');
+  const deletes = simulator.state.calls.filter((c) => c.method === 'DeleteSession').map((c) => c.sessionId);
+  t.same(deletes.sort(), [ids.a1, ids.a2].sort(), 'PermissionDenied is not retried: one attempt per session');
+
+  simulator.state.injectFault('ListSessions', { code: Code.Unavailable, times: Infinity });
   const unavailable = await send(fixtureFor('02-password.set-session', ids.a3));
   t.equal(unavailable.statusCode, 503);
   t.equal(unavailable.json().error, 'ERR_ZITADEL_UNAVAILABLE');
-  t.match(unavailable.json().message, /ListSessions/);
+  t.match(unavailable.json().message, /ListSessions kept failing until the enforcement budget ran out/);
 });
 
 t.test('concurrent logins of one user end with the N most recently authenticated sessions', async (t) => {

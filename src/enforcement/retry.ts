@@ -1,0 +1,81 @@
+import { Code } from '@connectrpc/connect';
+
+/**
+ * Retries of ZITADEL calls within one enforcement's time budget: exponential backoff with full jitter on the codes
+ * that mean "try again" (Unavailable, ResourceExhausted: ZITADEL Cloud's 429, DeadlineExceeded, Aborted, and
+ * Unknown: a reset connection), never on the ones that mean "this will not work" (PermissionDenied,
+ * Unauthenticated, InvalidArgument, ...). No I/O of its own: the clock, the random source and the sleep are given.
+ */
+
+export const RETRYABLE_CODES: ReadonlySet<Code> = new Set([
+  Code.Unavailable,
+  Code.ResourceExhausted,
+  Code.DeadlineExceeded,
+  Code.Aborted,
+  Code.Unknown,
+]);
+
+/** Codes that retrying cannot fix: the token, its permissions or the request are wrong. */
+export const CONFIGURATION_CODES: ReadonlySet<Code> = new Set([Code.PermissionDenied, Code.Unauthenticated, Code.InvalidArgument]);
+
+export class Budget {
+  readonly #deadline: number;
+  readonly #now: () => number;
+  constructor(ms: number, now: () => number = Date.now) {
+    this.#now = now;
+    this.#deadline = now() + ms;
+  }
+  remaining(): number {
+    return Math.max(0, this.#deadline - this.#now());
+  }
+}
+
+/** The budget ran out while a call kept failing with a retryable code. */
+export class BudgetExhaustedError extends Error {
+  readonly what: string;
+  readonly attempts: number;
+  readonly lastError: unknown;
+  constructor(what: string, attempts: number, lastError: unknown) {
+    super(`${what}: the enforcement budget ran out after ${attempts} attempt(s): ${(lastError as Error)?.message ?? String(lastError)}`);
+    this.name = 'BudgetExhaustedError';
+    this.what = what;
+    this.attempts = attempts;
+    this.lastError = lastError;
+  }
+}
+
+export interface RetryPolicy {
+  budget: Budget;
+  /** The per-call deadline (ZITADEL_TIMEOUT_MS); a call never gets more than what is left of the budget. */
+  callTimeoutMs: number;
+  /** The gRPC code of an error, or undefined when it is not a ZITADEL call error (not retried). */
+  codeOf: (error: unknown) => Code | undefined;
+  baseDelayMs?: number;
+  maxDelayMs?: number;
+  random?: () => number;
+  sleep?: (ms: number) => Promise<void>;
+  /** Told about each retry (for logs and metrics). */
+  onRetry?: (what: string, attempt: number, delayMs: number, error: unknown) => void;
+}
+
+const sleepFor = (ms: number) => new Promise<void>((resolve) => setTimeout(resolve, ms));
+
+/** Runs `call` with the time it may take, retrying retryable failures while the budget allows. */
+export async function withRetries<T>(what: string, call: (timeoutMs: number) => Promise<T>, policy: RetryPolicy): Promise<T> {
+  const { budget, baseDelayMs = 50, maxDelayMs = 1000, random = Math.random, sleep = sleepFor } = policy;
+  for (let attempt = 1; ; attempt++) {
+    const left = budget.remaining();
+    if (left <= 0) throw new BudgetExhaustedError(what, attempt - 1, new Error('no time left'));
+    try {
+      return await call(Math.min(policy.callTimeoutMs, left));
+    } catch (error) {
+      const code = policy.codeOf(error);
+      if (code === undefined || !RETRYABLE_CODES.has(code)) throw error;
+      // Full jitter: spreads the retries of many enforcements so that they do not hit ZITADEL in step.
+      const delay = Math.floor(random() * Math.min(maxDelayMs, baseDelayMs * 2 ** (attempt - 1)));
+      if (delay >= budget.remaining()) throw new BudgetExhaustedError(what, attempt, error);
+      policy.onRetry?.(what, attempt, delay, error);
+      await sleep(delay);
+    }
+  }
+}

@@ -1,0 +1,106 @@
+import { randomBytes } from 'node:crypto';
+import { Redis } from 'ioredis';
+import type { Logger } from 'pino';
+import { BudgetExhaustedError } from './enforcement/retry.js';
+import { InProcessUserLock, type UserLock } from './enforcement/user-lock.js';
+
+// Deletes the key only if it still holds our token: a lock that expired and was taken by another replica is
+// never released by us.
+const RELEASE = `if redis.call("get", KEYS[1]) == ARGV[1] then return redis.call("del", KEYS[1]) else return 0 end`;
+
+export interface RedisLockOptions {
+  url: string;
+  logger: Logger;
+  /** Counted each time an enforcement runs without the cross-replica lock. */
+  onFallback?: () => void;
+  keyPrefix?: string;
+  /** How long the lock outlives the enforcement budget, in case the holder dies. */
+  expiryMarginMs?: number;
+}
+
+/**
+ * The per-user turn across replicas: first the in-process queue (one attempt per user per process), then a Redis
+ * lock (SET NX PX with a random token, expiry above the enforcement budget, released only by its owner). When Redis
+ * is unreachable, enforcement goes on without the cross-replica lock rather than blocking logins; /readyz and the
+ * log say so.
+ */
+export class RedisUserLock implements UserLock {
+  readonly redis: Redis;
+  readonly #local = new InProcessUserLock();
+  readonly #logger: Logger;
+  readonly #onFallback: (() => void) | undefined;
+  readonly #prefix: string;
+  readonly #marginMs: number;
+  /** Why Redis is not usable right now, or undefined when it is. */
+  problem: string | undefined = 'not connected yet';
+  #lastWarning = 0;
+
+  constructor(options: RedisLockOptions) {
+    this.#logger = options.logger;
+    this.#onFallback = options.onFallback;
+    this.#prefix = options.keyPrefix ?? 'zitadel-session-limiter:user:';
+    this.#marginMs = options.expiryMarginMs ?? 5000;
+    this.redis = new Redis(options.url, {
+      lazyConnect: false,
+      // Fail fast while disconnected (the fallback takes over) instead of queueing commands.
+      enableOfflineQueue: false,
+      maxRetriesPerRequest: 0,
+      connectTimeout: 2000,
+      commandTimeout: 1000,
+      retryStrategy: (attempt) => Math.min(attempt * 200, 2000),
+    });
+    this.redis.on('ready', () => {
+      if (this.problem) this.#logger.info('Redis connected: enforcements are serialised across replicas');
+      this.problem = undefined;
+    });
+    // The error text of ioredis names host and port, never the password of the URL.
+    this.redis.on('error', (error: Error) => this.#unusable(`Redis error: ${error.message}`));
+    this.redis.on('end', () => this.#unusable('Redis connection closed'));
+  }
+
+  #unusable(problem: string): void {
+    this.problem = problem;
+    const now = Date.now();
+    if (now - this.#lastWarning > 60_000) {
+      this.#lastWarning = now;
+      this.#logger.warn({ problem }, 'Redis unreachable: enforcing without the cross-replica lock');
+    }
+  }
+
+  run<T>(userId: string, budgetMs: number, task: (waited: boolean) => Promise<T>): Promise<T> {
+    return this.#local.run(userId, budgetMs, async (waitedLocally) => {
+      const key = `${this.#prefix}${userId}`;
+      const token = randomBytes(16).toString('hex');
+      const deadline = Date.now() + budgetMs;
+      let acquired: boolean;
+      let waited = waitedLocally;
+      try {
+        acquired = await this.#acquire(key, token, budgetMs + this.#marginMs, deadline, () => (waited = true));
+      } catch (error) {
+        this.#unusable(`Redis error: ${(error as Error).message}`);
+        this.#onFallback?.();
+        return task(waited);
+      }
+      if (!acquired) throw new BudgetExhaustedError('the per-user lock in Redis', 1, new Error('held by another replica'));
+      try {
+        return await task(waited);
+      } finally {
+        await this.redis.eval(RELEASE, 1, key, token).catch((error: Error) => this.#unusable(`Redis error: ${error.message}`));
+      }
+    });
+  }
+
+  async #acquire(key: string, token: string, expiryMs: number, deadline: number, onWait: () => void): Promise<boolean> {
+    for (let delay = 5; ; delay = Math.min(delay * 2, 100)) {
+      if ((await this.redis.set(key, token, 'PX', expiryMs, 'NX')) === 'OK') return true;
+      onWait();
+      const pause = delay / 2 + Math.random() * (delay / 2);
+      if (Date.now() + pause >= deadline) return false;
+      await new Promise((resolve) => setTimeout(resolve, pause));
+    }
+  }
+
+  async close(): Promise<void> {
+    await this.redis.quit().catch(() => this.redis.disconnect());
+  }
+}
