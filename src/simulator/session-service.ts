@@ -16,7 +16,7 @@ import type { RequestChallenges } from '@zitadel/proto/zitadel/session/v2/challe
 import type { Duration } from '@bufbuild/protobuf/wkt';
 import { resolveUser, verifyChecks } from './login-checks.js';
 import type { ResponseExecutor } from './actions.js';
-import type { Permission, SimMethod, SimSession, SimUser, SimulatorState } from './state.js';
+import type { Permission, RecordedCall, SimMethod, SimSession, SimUser, SimulatorState } from './state.js';
 
 const MAX_LIST_LIMIT = 1000;
 const DEFAULT_LIST_LIMIT = 100;
@@ -64,7 +64,11 @@ export async function simulateCall<T>(
 ): Promise<T> {
   const { method, permission, ...details } = call;
   await state.simulateLatency(method);
-  const record = (code: Code | 'ok') => state.calls.push({ method, ...details, code });
+  const record = (code: Code | 'ok') => {
+    const entry: RecordedCall = { method, ...details, code };
+    state.calls.push(entry);
+    return entry;
+  };
   try {
     const authorization = context.requestHeader.get('authorization') ?? '';
     const token = /^Bearer (.+)$/.exec(authorization)?.[1];
@@ -74,7 +78,8 @@ export async function simulateCall<T>(
     const fault = state.takeFault(method);
     if (fault) throw new ConnectError(fault.message ?? `simulated ${Code[fault.code]}`, fault.code);
     const result = await handler(token!);
-    record('ok');
+    const entry = record('ok');
+    for (const hook of state.afterCall) await hook(entry);
     return result;
   } catch (error) {
     record(ConnectError.from(error).code);
@@ -114,16 +119,6 @@ function challengesFor(state: SimulatorState, session: SimSession, user: SimUser
   };
 }
 
-/** Writes the verified factors and the lifetime onto the session. */
-function applyVerification(state: SimulatorState, session: SimSession, verified: string[], lifetime: Duration | undefined) {
-  const now = state.now();
-  for (const factor of verified) session.factors[factor as keyof SimSession['factors']] = now;
-  session.expirationDate = addDuration(now, lifetime) ?? session.expirationDate;
-  session.changeDate = now;
-  session.sequence = state.nextSequence();
-  session.token = randomBytes(24).toString('base64url');
-}
-
 /** The subset of `zitadel.session.v2.SessionService` this project uses, with ZITADEL's semantics. */
 export function sessionServiceImpl(
   state: SimulatorState,
@@ -147,7 +142,7 @@ export function sessionServiceImpl(
           description: request.userAgent?.description,
           ip: request.userAgent?.ip,
         });
-        applyVerification(state, session, verified, request.lifetime);
+        state.verify(session, verified, addDuration(state.now(), request.lifetime));
         const response = create(CreateSessionResponseSchema, {
           details: details(session),
           sessionId: session.id,
@@ -180,7 +175,7 @@ export function sessionServiceImpl(
         }
         const verified = verifyChecks(state, user, session.id, request.checks);
         if (!session.userId && user) Object.assign(session, { userId: user.id, loginName: user.loginName, organizationId: user.organizationId });
-        applyVerification(state, session, verified, request.lifetime);
+        state.verify(session, verified, addDuration(state.now(), request.lifetime));
         const response = create(SetSessionResponseSchema, {
           details: details(session),
           sessionToken: session.token,

@@ -128,6 +128,11 @@ export type ProjectionMode = 'until-read' | 'immediate' | number;
 export class SimulatorState {
   readonly sessions = new Map<string, SimSession>();
   readonly calls: RecordedCall[] = [];
+  /**
+   * Run after each successful call, before it answers: lets a test order events exactly (e.g. a re-authentication
+   * right after an enforcement's ListSessions), instead of relying on the wall clock.
+   */
+  readonly afterCall: ((call: RecordedCall) => void | Promise<void>)[] = [];
   readonly tokens = new Map<string, Set<Permission>>();
   /** The user id behind each token: the API caller ZITADEL names in execution payloads (`userID`). */
   readonly tokenOwners = new Map<string, string>();
@@ -243,6 +248,27 @@ export class SimulatorState {
     this.sessions.set(session.id, session);
     this.written();
     return session;
+  }
+
+  /**
+   * Stamps `factors` as verified now (a login step, or a re-authentication), with a new expiry if given, a new
+   * sequence and a new token, as ZITADEL's SetSession does. Callers outside a gRPC call must call `written()`.
+   */
+  verify(session: SimSession, factors: readonly SimFactorName[], expirationDate?: Date): void {
+    const now = this.now();
+    for (const factor of factors) session.factors[factor] = now;
+    session.expirationDate = expirationDate ?? session.expirationDate;
+    session.changeDate = now;
+    session.sequence = this.nextSequence();
+    session.token = randomBytes(24).toString('base64url');
+  }
+
+  /** A password re-check on an existing session, written as ZITADEL would (visible per the projection mode). */
+  reauthenticate(sessionId: string, factor: SimFactorName = 'password'): void {
+    const session = this.sessions.get(sessionId);
+    if (!session) throw new Error(`no session ${sessionId}`);
+    this.verify(session, [factor]);
+    this.written();
   }
 
   terminate(sessionId: string): void {

@@ -1,0 +1,158 @@
+import { Code } from '@connectrpc/connect';
+import t, { type Test } from 'tap';
+import { ZitadelSimulator, type SimulatorState } from '../../src/simulator/index.js';
+import { fixtureFor } from '../helpers/payloads.js';
+import { startRedis } from '../helpers/redis.js';
+import { minutesAgo, startStack, type Stack } from '../helpers/stack.js';
+
+const active = (state: SimulatorState, userId: string) => state.activeSessionsOf(userId).map((s) => s.id).sort();
+
+/** `count` sessions of `userId` authenticated one second apart (the last is the most recent). */
+function seedLogins(state: SimulatorState, userId: string, count: number, startMinutesAgo = 30) {
+  return Array.from({ length: count }, (_, i) => {
+    const at = new Date(minutesAgo(startMinutesAgo).getTime() + i * 1000);
+    return state.seedSession({ userId, creationDate: at, factors: { password: at } }).id;
+  });
+}
+
+async function stackOn(t: Test, options: Parameters<typeof startStack>[0]) {
+  const stack = await startStack(options);
+  t.teardown(() => stack.close());
+  return stack;
+}
+
+t.test('ZITADEL answering Unavailable twice, then succeeding, leads to the right evictions', async (t) => {
+  const s = await stackOn(t, { limit: 2 });
+  const { state } = s.simulator;
+  const sessions = seedLogins(state, 'u', 4);
+  state.injectFault('ListSessions', { code: Code.Unavailable, times: 2 });
+  state.injectFault('DeleteSession', { code: Code.ResourceExhausted, times: 1, message: 'rate limit (429)' });
+  const response = await s.send(fixtureFor('02-password.set-session', sessions[3]!));
+  t.equal(response.statusCode, 204);
+  t.same(active(state, 'u'), sessions.slice(2).sort());
+  t.same(
+    state.calls.filter((c) => c.method === 'ListSessions').map((c) => (c.code === 'ok' ? 'ok' : Code[c.code])),
+    ['Unavailable', 'Unavailable', 'ok'],
+  );
+  t.match(await (await s.app.inject({ method: 'GET', url: '/metrics' })).body, /session_limiter_zitadel_retries_total\{method="ListSessions"\} 2/);
+});
+
+t.test('PermissionDenied: 502, a clear configuration-error line, no retry storm', async (t) => {
+  const s = await stackOn(t, { limit: 1, simulator: { tokens: { 'simulator-token': ['session.read'] } } });
+  const { state } = s.simulator;
+  const sessions = seedLogins(state, 'u', 3);
+  const responses = await Promise.all([0, 1, 2].map(() => s.send(fixtureFor('02-password.set-session', sessions[2]!))));
+  t.same(responses.map((r) => r.statusCode), [502, 502, 502]);
+  t.equal(state.calls.filter((c) => c.method === 'DeleteSession').length, 6, 'each webhook tried each eviction once: 3 x 2');
+  const line = s.logs.lines.find((l) => l.configurationError === true);
+  t.match(line, { userId: 'u', msg: /configuration error: ZITADEL refused the call; check the token and its roles \(doctor\)/ });
+  t.match(line?.err?.message, /DeleteSession failed: PermissionDenied/);
+  t.equal(line?.undone?.length, 2, 'what was left undone is named');
+});
+
+t.test('beyond MAX_CONCURRENT_ENFORCEMENTS, requests are shed with 503 and the service answers again after', async (t) => {
+  const s = await stackOn(t, { limit: 5, env: () => ({ MAX_CONCURRENT_ENFORCEMENTS: '2' }) });
+  const { state } = s.simulator;
+  const sessions = seedLogins(state, 'u', 4);
+  state.latencyMs.GetSession = 100;
+  const responses = await Promise.all(sessions.map((id) => s.send(fixtureFor('02-password.set-session', id))));
+  const codes = responses.map((r) => r.statusCode).sort();
+  t.same(codes, [204, 204, 503, 503]);
+  t.equal(responses.find((r) => r.statusCode === 503)!.json().error, 'ERR_OVERLOADED');
+  state.latencyMs.GetSession = 0;
+  t.equal((await s.send(fixtureFor('02-password.set-session', sessions[0]!))).statusCode, 204);
+});
+
+t.test('a re-authentication racing an enforcement is not evicted: the candidates are read again before deleting', async (t) => {
+  const s = await stackOn(t, { limit: 2 });
+  const { state } = s.simulator;
+  const [old, mid, recent] = seedLogins(state, 'u', 3);
+  const fresh = state.seedSession({ userId: 'u', factors: { password: new Date() } }).id;
+  // The simulator orders it: right after the enforcement for `fresh` listed the sessions, `old` re-authenticates.
+  let raced = false;
+  state.afterCall.push((call) => {
+    if (call.method === 'ListSessions' && !raced) {
+      raced = true;
+      state.reauthenticate(old!);
+    }
+  });
+  t.equal((await s.send(fixtureFor('02-password.set-session', fresh))).statusCode, 204);
+  t.ok(raced);
+  // Then the re-authentication's own webhook.
+  t.equal((await s.send(fixtureFor('02-password.set-session', old!))).statusCode, 204);
+  t.same(active(state, 'u'), [old, fresh].sort(), 'the two most recently authenticated remain');
+  const deleted = state.calls.filter((c) => c.method === 'DeleteSession').map((c) => c.sessionId);
+  t.notOk(deleted.includes(old) || deleted.includes(fresh), 'no session of the final set was ever deleted');
+  t.same(deleted.sort(), [mid, recent].sort());
+});
+
+/** Two services sharing one simulator (projection lag on) and one Redis: the webhooks go to both, alternately. */
+async function twoReplicas(t: Test, limit: number) {
+  const redis = await startRedis();
+  t.teardown(() => redis.stop());
+  const simulator = new ZitadelSimulator({ projectionMode: 15 });
+  await simulator.listen();
+  t.teardown(() => simulator.close());
+  simulator.state.latencyMs['*'] = 2;
+  const replicas: Stack[] = [];
+  for (let i = 0; i < 2; i++) replicas.push(await stackOn(t, { limit, existingSimulator: simulator, env: () => ({ REDIS_URL: redis.url }) }));
+  // Wait for both to connect to Redis (they fall back to in-process only while it is not ready).
+  for (const replica of replicas) {
+    for (let i = 0; i < 100 && (await replica.app.inject({ method: 'GET', url: '/readyz' })).json().degraded; i++) {
+      await new Promise((resolve) => setTimeout(resolve, 20));
+    }
+  }
+  return { redis, simulator, state: simulator.state, replicas };
+}
+
+t.test('20 logins of one user at once across two replicas with one Redis: exactly the limit remains, the most recent', async (t) => {
+  const { state, replicas } = await twoReplicas(t, 3);
+  const logins = seedLogins(state, 'u', 20, 5);
+  const responses = await Promise.all(logins.map((id, i) => replicas[i % 2]!.send(fixtureFor('02-password.set-session', id))));
+  t.same(new Set(responses.map((r) => r.statusCode)), new Set([204]));
+  t.same(active(state, 'u'), logins.slice(-3).sort(), 'the three most recently authenticated');
+  const deleted = new Set(state.calls.filter((c) => c.method === 'DeleteSession').map((c) => c.sessionId));
+  t.notOk(logins.slice(-3).some((id) => deleted.has(id)), 'no session of the final set was ever deleted');
+  const fallbacks = await replicas[0]!.app.inject({ method: 'GET', url: '/metrics' });
+  t.match(fallbacks.body, /session_limiter_lock_fallbacks_total 0/, 'the Redis lock was used throughout');
+});
+
+t.test('two users interleaved across two replicas', async (t) => {
+  const { state, replicas } = await twoReplicas(t, 2);
+  const alice = seedLogins(state, 'alice', 8, 10);
+  const bob = seedLogins(state, 'bob', 8, 10);
+  const order = alice.flatMap((id, i) => [id, bob[i]!]);
+  await Promise.all(order.map((id, i) => replicas[i % 2]!.send(fixtureFor('02-password.set-session', id))));
+  t.same(active(state, 'alice'), alice.slice(-2).sort());
+  t.same(active(state, 'bob'), bob.slice(-2).sort());
+});
+
+t.test('a re-authentication racing a new login across replicas', async (t) => {
+  const { state, replicas } = await twoReplicas(t, 2);
+  const [old, , recent] = seedLogins(state, 'u', 3);
+  const fresh = state.seedSession({ userId: 'u', factors: { password: new Date() } }).id;
+  state.reauthenticate(old!);
+  const [a, b] = await Promise.all([
+    replicas[0]!.send(fixtureFor('02-password.set-session', fresh)),
+    replicas[1]!.send(fixtureFor('02-password.set-session', old!)),
+  ]);
+  t.same([a.statusCode, b.statusCode], [204, 204]);
+  t.same(active(state, 'u'), [old, fresh].sort());
+  t.notOk(state.sessions.has(recent!));
+});
+
+t.test('Redis unreachable: /readyz and the log say so, and enforcement goes on without the lock', async (t) => {
+  const redis = await startRedis();
+  const s = await stackOn(t, { limit: 1, env: () => ({ REDIS_URL: redis.url }) });
+  await redis.stop();
+  const { state } = s.simulator;
+  const sessions = seedLogins(state, 'u', 2);
+  t.equal((await s.send(fixtureFor('02-password.set-session', sessions[1]!))).statusCode, 204, 'not blocked');
+  t.same(active(state, 'u'), [sessions[1]]);
+  const ready = await s.app.inject({ method: 'GET', url: '/readyz' });
+  t.equal(ready.statusCode, 200);
+  t.equal(ready.json().status, 'degraded');
+  t.match(ready.json().degraded, /Redis .*enforcing without the cross-replica lock/);
+  t.ok(s.logs.lines.some((line) => line.level === 40 && /Redis unreachable/.test(line.msg)), 'a warning in the log');
+  t.match((await s.app.inject({ method: 'GET', url: '/metrics' })).body, /session_limiter_lock_fallbacks_total 1/);
+});
