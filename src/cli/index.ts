@@ -14,6 +14,7 @@ Commands:
   unregister unbind the target (keeping other targets) and delete it
   rotate-key rotate the signing key in two steps without losing a webhook
   doctor     check the token's permissions, the target, the executions, the endpoint and your apps
+  enforce    enforce the limit now for one user (--user) or every user (--all): repair after downtime
 
 "zitadel-session-limiter <command> --help" describes each command.`;
 
@@ -26,6 +27,7 @@ const commands: Record<string, (argv: string[]) => Promise<number | void>> = {
   unregister: unregisterCommand,
   'rotate-key': rotateKeyCommand,
   doctor: async (argv) => (await import('./doctor.js')).doctorCommand(argv),
+  enforce: async (argv) => (await import('./enforce.js')).enforceCommand(argv),
 };
 
 async function main(argv: string[]): Promise<number | void> {

@@ -1,6 +1,7 @@
 import { randomBytes } from 'node:crypto';
 import { create } from '@bufbuild/protobuf';
-import { timestampFromDate } from '@bufbuild/protobuf/wkt';
+import { timestampDate, timestampFromDate } from '@bufbuild/protobuf/wkt';
+import { TimestampQueryMethod } from '@zitadel/proto/zitadel/object/v2/object_pb.js';
 import { Code, ConnectError, type HandlerContext, type ServiceImpl } from '@connectrpc/connect';
 import { SessionFieldName, SessionSchema, type Session } from '@zitadel/proto/zitadel/session/v2/session_pb.js';
 import {
@@ -19,6 +20,14 @@ import type { ResponseExecutor } from './actions.js';
 import type { Permission, RecordedCall, SimMethod, SimSession, SimUser, SimulatorState } from './state.js';
 
 const MAX_LIST_LIMIT = 1000;
+
+const TIMESTAMP_METHODS: Record<number, (value: number, at: number) => boolean> = {
+  [TimestampQueryMethod.EQUALS]: (value, at) => value === at,
+  [TimestampQueryMethod.GREATER]: (value, at) => value > at,
+  [TimestampQueryMethod.GREATER_OR_EQUALS]: (value, at) => value >= at,
+  [TimestampQueryMethod.LESS]: (value, at) => value < at,
+  [TimestampQueryMethod.LESS_OR_EQUALS]: (value, at) => value <= at,
+};
 const DEFAULT_LIST_LIMIT = 100;
 
 export function toProtoSession(session: SimSession): Session {
@@ -149,7 +158,7 @@ export function sessionServiceImpl(
           sessionToken: session.token,
           challenges: challengesFor(state, session, user, request.challenges),
         });
-        state.written();
+        state.written(session.id);
         if (!executor) return response;
         return executor.afterResponse({
           token,
@@ -181,7 +190,7 @@ export function sessionServiceImpl(
           sessionToken: session.token,
           challenges: challengesFor(state, session, user, request.challenges),
         });
-        state.written();
+        state.written(session.id);
         if (!executor) return response;
         return executor.afterResponse({
           token,
@@ -196,7 +205,7 @@ export function sessionServiceImpl(
     getSession: (request, context) =>
       simulateCall(state, context, { method: 'GetSession', permission: 'session.read', sessionId: request.sessionId }, () => {
         // ZITADEL's GetSession first brings the session projection up to date.
-        state.updateProjection();
+        state.syncProjection();
         const session = state.sessions.get(request.sessionId);
         if (!session) throw new ConnectError('Session does not exist (QUERY-SDgh2)', Code.NotFound);
         return { session: toProtoSession(session) };
@@ -223,6 +232,13 @@ export function sessionServiceImpl(
             case 'userAgentQuery':
               sessions = sessions.filter((s) => s.fingerprintId === query.value.fingerprintId);
               break;
+            case 'creationDateQuery': {
+              const at = query.value.creationDate ? timestampDate(query.value.creationDate).getTime() : 0;
+              const compare = TIMESTAMP_METHODS[query.value.method];
+              if (!compare) throw new ConnectError('unknown TimestampQueryMethod', Code.InvalidArgument);
+              sessions = sessions.filter((s) => compare(s.creationDate.getTime(), at));
+              break;
+            }
             default:
               throw new ConnectError(`the simulator does not implement ${query.case ?? 'an empty'} query`, Code.Unimplemented);
           }

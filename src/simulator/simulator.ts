@@ -96,7 +96,8 @@ export class ZitadelSimulator {
       else actionApi(request, response);
     });
     // One port for both, as ZITADEL serves them: an HTTP/2 connection preface goes to gRPC, the rest to HTTP/1.1.
-    this.#server = net.createServer((socket) => {
+    // noDelay: the HTTP servers cannot set it through the replaying stream, and Nagle would stall small frames.
+    this.#server = net.createServer({ noDelay: true }, (socket) => {
       this.#sockets.add(socket);
       socket.once('close', () => this.#sockets.delete(socket));
       socket.once('data', (first) => {

@@ -161,6 +161,8 @@ export class SimulatorState {
 
   /** What ListSessions reads: a copy of the sessions as of the last projection update. */
   #projection = new Map<string, SimSession>();
+  #dirty = new Set<string>();
+  #dirtyAll = false;
   #faults = new Map<SimMethod | '*', Fault>();
   #nextId = 300_000_000_000_001_000n;
   #sequence = 0n;
@@ -246,7 +248,7 @@ export class SimulatorState {
       token: randomBytes(24).toString('base64url'),
     };
     this.sessions.set(session.id, session);
-    this.written();
+    this.written(session.id);
     return session;
   }
 
@@ -268,31 +270,49 @@ export class SimulatorState {
     const session = this.sessions.get(sessionId);
     if (!session) throw new Error(`no session ${sessionId}`);
     this.verify(session, [factor]);
-    this.written();
+    this.written(sessionId);
   }
 
   terminate(sessionId: string): void {
-    if (this.sessions.delete(sessionId)) this.written();
+    if (this.sessions.delete(sessionId)) this.written(sessionId);
   }
 
-  /** Call after every write: makes it visible to ListSessions according to the projection mode. */
-  written(): void {
+  /**
+   * Call after every write (of `sessionId`, or of anything when not given): makes it visible to ListSessions
+   * according to the projection mode.
+   */
+  written(sessionId?: string): void {
+    if (sessionId === undefined) this.#dirtyAll = true;
+    else this.#dirty.add(sessionId);
     const mode = this.projectionMode;
-    if (mode === 'immediate') this.updateProjection();
+    if (mode === 'immediate') this.syncProjection();
     else if (typeof mode === 'number') {
       // The write is visible at the latest after the lag; an earlier update (a GetSession) shows it sooner.
       const timer = setTimeout(() => {
         this.#lagTimers.delete(timer);
-        this.updateProjection();
+        this.syncProjection();
       }, mode);
       timer.unref();
       this.#lagTimers.add(timer);
     }
   }
 
-  /** Brings the projection up to date, as ZITADEL's GetSession does. */
+  /** Applies the writes since the last update to the projection, as ZITADEL's GetSession does. */
+  syncProjection(): void {
+    if (this.#dirtyAll) return this.updateProjection();
+    for (const id of this.#dirty) {
+      const session = this.sessions.get(id);
+      if (session) this.#projection.set(id, structuredClone(session));
+      else this.#projection.delete(id);
+    }
+    this.#dirty.clear();
+  }
+
+  /** Rebuilds the whole projection from the sessions (also picks up changes a test made to them directly). */
   updateProjection(): void {
     this.#projection = new Map([...this.sessions].map(([id, s]) => [id, structuredClone(s)]));
+    this.#dirty.clear();
+    this.#dirtyAll = false;
   }
 
   /** The sessions ListSessions sees right now (possibly stale). */

@@ -16,6 +16,8 @@ export interface ZitadelConnectionOptions {
   observe?: CallObserver;
   /** Calls in flight at once; more wait their turn (MAX_ZITADEL_CALLS). */
   maxInFlight?: number;
+  /** Calls started per second at most, evenly spaced (the repair sweep; ZITADEL Cloud allows 50/s per IP). */
+  maxCallsPerSecond?: number;
 }
 
 
@@ -59,11 +61,22 @@ export class ZitadelConnection {
     // and memory; the wait counts against the call's own deadline.
     const limit = pLimit(options.maxInFlight ?? 64);
     const bounded: Interceptor = (next) => (request) => limit(() => next(request));
+    const interval = options.maxCallsPerSecond ? 1000 / options.maxCallsPerSecond : 0;
+    let nextSlot = 0;
+    const paced: Interceptor = (next) => async (request) => {
+      if (interval > 0) {
+        const now = Date.now();
+        const slot = Math.max(now, nextSlot);
+        nextSlot = slot + interval;
+        if (slot > now) await new Promise((resolve) => setTimeout(resolve, slot - now));
+      }
+      return next(request);
+    };
     this.transport = createGrpcTransport({
       baseUrl,
       sessionManager: this.#sessions,
       defaultTimeoutMs: options.timeoutMs ?? 5000,
-      interceptors: [bounded, observe, authenticate],
+      interceptors: [bounded, paced, observe, authenticate],
     });
   }
 

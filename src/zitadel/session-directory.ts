@@ -1,5 +1,7 @@
 import { Code, ConnectError, type Client, type Transport } from '@connectrpc/connect';
-import type { Timestamp } from '@bufbuild/protobuf/wkt';
+import { create } from '@bufbuild/protobuf';
+import { TimestampSchema, type Timestamp } from '@bufbuild/protobuf/wkt';
+import { TimestampQueryMethod } from '@zitadel/proto/zitadel/object/v2/object_pb.js';
 import { createSessionServiceClient } from '@zitadel/client/v2';
 import { SessionFieldName, type Session } from '@zitadel/proto/zitadel/session/v2/session_pb.js';
 import type { SessionService } from '@zitadel/proto/zitadel/session/v2/session_service_pb.js';
@@ -58,6 +60,11 @@ export class ZitadelCallError extends Error {
   }
 }
 
+export function timestampFromMs(ms: number): Timestamp {
+  const seconds = Math.floor(ms / 1000);
+  return create(TimestampSchema, { seconds: BigInt(seconds), nanos: Math.round((ms - seconds * 1000) * 1e6) });
+}
+
 export function timestampToMs(timestamp: Timestamp | undefined): number | undefined {
   if (!timestamp) return undefined;
   return Number(timestamp.seconds) * 1000 + timestamp.nanos / 1e6;
@@ -92,6 +99,10 @@ export interface ZitadelSessionDirectoryOptions {
 export class ZitadelSessionDirectory implements SessionDirectory {
   readonly #client: Client<typeof SessionService>;
   readonly #pageSize: number;
+
+  get pageSize(): number {
+    return this.#pageSize;
+  }
 
   constructor(transport: Transport, options: ZitadelSessionDirectoryOptions = {}) {
     this.#pageSize = options.pageSize ?? 1000;
@@ -137,6 +148,38 @@ export class ZitadelSessionDirectory implements SessionDirectory {
       if (result.sessions.length < this.#pageSize || (total !== undefined && seen >= total)) return records;
     }
     throw new ZitadelCallError('ListSessions', new ConnectError(`more than ${MAX_PAGES} pages of sessions for one user`, Code.OutOfRange));
+  }
+
+  /**
+   * One page of the whole instance's sessions, oldest first, created at or after `fromMs` (keyset paging: robust
+   * against deletions made while paging), skipping the first `skip` of them (those already seen at `fromMs`).
+   */
+  async listInstancePage(fromMs: number | undefined, skip: number, run: CallRunner = runOnce): Promise<SessionRecord[]> {
+    return run('ListSessions', async (timeoutMs) => {
+      try {
+        const { sessions } = await this.#client.listSessions(
+          {
+            query: { offset: BigInt(skip), limit: this.#pageSize, asc: true },
+            queries:
+              fromMs === undefined
+                ? []
+                : [
+                    {
+                      query: {
+                        case: 'creationDateQuery',
+                        value: { creationDate: timestampFromMs(fromMs), method: TimestampQueryMethod.GREATER_OR_EQUALS },
+                      },
+                    },
+                  ],
+            sortingColumn: SessionFieldName.CREATION_DATE,
+          },
+          { timeoutMs },
+        );
+        return sessions.map(toSessionRecord);
+      } catch (error) {
+        throw new ZitadelCallError('ListSessions', error);
+      }
+    });
   }
 
   async deleteSession(sessionId: string, run: CallRunner = runOnce): Promise<void> {
