@@ -160,8 +160,10 @@ t.test('SIGTERM during an enforcement lets it finish, then exits 0 (node dist/ma
   await waitFor('the enforcement to reach DeleteSession', () => (state.calls.some((c) => c.method === 'ListSessions') ? true : undefined), service);
   child.kill('SIGTERM');
   const response = await pending;
-  t.equal(response.status, 204, 'the enforcement in flight finished and was answered');
-  t.equal(await exited, 0, 'then the process exited 0');
+  const code = await exited;
+  const diagnostics = { status: response.status, body: await response.text(), code, stdout };
+  t.equal(response.status, 204, 'the enforcement in flight finished and was answered', { diagnostics });
+  t.equal(code, 0, 'then the process exited 0', { diagnostics });
   t.notOk(state.sessions.has(old), 'the eviction happened');
   t.match(stdout, /"msg":"shutting down: finishing enforcements in flight"[\s\S]*"event":"session.evicted"[\s\S]*"msg":"stopped"/);
 });
