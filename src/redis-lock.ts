@@ -34,6 +34,7 @@ export class RedisUserLock implements UserLock {
   /** Why Redis is not usable right now, or undefined when it is. */
   problem: string | undefined = 'not connected yet';
   #lastWarning = 0;
+  #closing = false;
 
   constructor(options: RedisLockOptions) {
     this.#logger = options.logger;
@@ -60,6 +61,7 @@ export class RedisUserLock implements UserLock {
 
   #unusable(problem: string): void {
     this.problem = problem;
+    if (this.#closing) return;
     const now = Date.now();
     if (now - this.#lastWarning > 60_000) {
       this.#lastWarning = now;
@@ -100,7 +102,24 @@ export class RedisUserLock implements UserLock {
     }
   }
 
+  /** Waits until Redis is connected, at most `timeoutMs`; false when it is not (enforcement then falls back). */
+  async ready(timeoutMs: number): Promise<boolean> {
+    if (this.redis.status === 'ready') return true;
+    return new Promise<boolean>((resolve) => {
+      const timer = setTimeout(() => {
+        this.redis.off('ready', onReady);
+        resolve(false);
+      }, timeoutMs);
+      const onReady = () => {
+        clearTimeout(timer);
+        resolve(true);
+      };
+      this.redis.once('ready', onReady);
+    });
+  }
+
   async close(): Promise<void> {
+    this.#closing = true;
     await this.redis.quit().catch(() => this.redis.disconnect());
   }
 }

@@ -15,6 +15,8 @@ import { ZitadelSessionDirectory } from './zitadel/session-directory.js';
 
 export interface Service {
   app: FastifyInstance;
+  /** The cross-replica lock, with REDIS_URL. */
+  lock: RedisUserLock | undefined;
   connection: ZitadelConnection;
   directory: ZitadelSessionDirectory;
   enforcer: SessionLimitEnforcer;
@@ -84,6 +86,7 @@ export function composeService(config: Config, logger: Logger, options: ComposeO
   });
   return {
     app,
+    lock,
     connection,
     directory,
     enforcer,
@@ -142,6 +145,8 @@ export async function runService(env: Record<string, string | undefined> = proce
   process.once('SIGTERM', () => void stop('SIGTERM'));
   process.once('SIGINT', () => void stop('SIGINT'));
 
+  // With REDIS_URL, give Redis a moment to connect before the first webhook (it falls back without the lock).
+  if (service.lock && !(await service.lock.ready(2000))) logger.warn('Redis is not reachable yet: enforcing without the cross-replica lock until it is');
   await service.app.listen({ port: config.port, host: config.host });
   if (config.metricsPort !== undefined) {
     // /metrics apart from the public port, for Fly's scraper on the private network.

@@ -91,6 +91,7 @@ export async function enforceCommand(argv: string[]): Promise<number> {
     budgetMs: Math.max(config.enforceBudgetMs, 30_000),
     callTimeoutMs: config.zitadelTimeoutMs,
   });
+  if (lock && !(await lock.ready(5000))) logger.warn('Redis is not reachable: enforcing without the cross-replica lock');
   try {
     if (values.user) {
       const result = await enforcer.enforceUser(values.user);
