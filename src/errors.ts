@@ -81,6 +81,8 @@ export const errorCatalog = {
 
 export type ErrorCode = keyof typeof errorCatalog;
 
+const serialized = new Map<string, string>();
+
 /** An error with a stable code and an HTTP status, safe to show to the caller. */
 export class ServiceError extends Error {
   readonly code: ErrorCode;
@@ -88,7 +90,12 @@ export class ServiceError extends Error {
 
   constructor(code: ErrorCode, detail?: string) {
     const entry = errorCatalog[code];
+    // These are expected answers (a forged request, a bad payload), not bugs: no stack trace to capture, which
+    // matters on the path a flood of forged requests takes.
+    const stackTraceLimit = Error.stackTraceLimit;
+    Error.stackTraceLimit = 0;
     super(detail ? `${entry.message} (${detail})` : entry.message);
+    Error.stackTraceLimit = stackTraceLimit;
     this.name = 'ServiceError';
     this.code = code;
     this.statusCode = entry.status;
@@ -96,5 +103,15 @@ export class ServiceError extends Error {
 
   toJSON(): { error: ErrorCode; message: string } {
     return { error: this.code, message: this.message };
+  }
+
+  /** The JSON body, serialised once per distinct message. */
+  body(): string {
+    let body = serialized.get(this.message);
+    if (body === undefined) {
+      body = JSON.stringify(this.toJSON());
+      if (serialized.size < 1000) serialized.set(this.message, body);
+    }
+    return body;
   }
 }

@@ -8,8 +8,7 @@ import { createLogger } from './logger.js';
 import { createMetrics, type Metrics } from './metrics.js';
 import { ZitadelConnection } from './zitadel/connection.js';
 import { JwtProfileToken, PersonalAccessToken, type AccessTokenSource } from './zitadel/credentials.js';
-import { RedisUserLock } from './redis-lock.js';
-import { MetadataLimits } from './zitadel/metadata.js';
+import type { RedisUserLock } from './redis-lock.js';
 import { createReadinessCheck } from './zitadel/readiness.js';
 import { ZitadelSessionDirectory } from './zitadel/session-directory.js';
 
@@ -38,8 +37,11 @@ export function credentialsFor(config: Pick<Config, 'credentials' | 'zitadelUrl'
   return new JwtProfileToken({ issuer: config.zitadelUrl.origin, key: credentials.key, privateKey: credentials.privateKey });
 }
 
-/** Wires the service from its configuration: the same composition for `npm start` and the tests. */
-export function composeService(config: Config, logger: Logger, options: ComposeOptions = {}): Service {
+/**
+ * Wires the service from its configuration: the same composition for `npm start` and the tests. Optional parts
+ * (metadata limits, the Redis lock) are loaded only when configured, to keep the idle footprint small.
+ */
+export async function composeService(config: Config, logger: Logger, options: ComposeOptions = {}): Promise<Service> {
   const metrics = createMetrics({ defaultMetrics: options.defaultMetrics });
   const credentials = credentialsFor(config);
   const connection = new ZitadelConnection({
@@ -53,11 +55,11 @@ export function composeService(config: Config, logger: Logger, options: ComposeO
     },
   });
   const lock = config.redisUrl
-    ? new RedisUserLock({ url: config.redisUrl, logger, onFallback: () => metrics.lockFallbacks.inc() })
+    ? new (await import('./redis-lock.js')).RedisUserLock({ url: config.redisUrl, logger, onFallback: () => metrics.lockFallbacks.inc() })
     : undefined;
   const directory = new ZitadelSessionDirectory(connection.transport, { pageSize: options.pageSize });
   const limits = config.limitMetadataKey
-    ? new MetadataLimits(connection.transport, {
+    ? new (await import('./zitadel/metadata.js')).MetadataLimits(connection.transport, {
         key: config.limitMetadataKey,
         fallback: config.sessionLimit,
         cacheSeconds: config.limitCacheSeconds,
@@ -121,7 +123,7 @@ export async function runService(env: Record<string, string | undefined> = proce
   const { config, warnings } = loaded;
   const logger = createLogger(config.logLevel);
   for (const warning of warnings) logger.warn(warning);
-  const service = composeService(config, logger);
+  const service = await composeService(config, logger);
 
   let stopping = false;
   const stop = async (signal: string) => {

@@ -1,10 +1,10 @@
-import type { FastifyError, FastifyInstance, FastifyPluginAsync } from 'fastify';
+import type { FastifyError, FastifyInstance, FastifyPluginAsync, FastifyReply, FastifyRequest } from 'fastify';
 import { EnforcementError, type SessionLimitEnforcer } from './enforcement/enforcer.js';
 import { BudgetExhaustedError, CONFIGURATION_CODES } from './enforcement/retry.js';
 import { ServiceError } from './errors.js';
 import type { Metrics } from './metrics.js';
 import { interpretPayload } from './payload.js';
-import { verifySignature } from './signature/verify.js';
+import { checkSignature } from './signature/verify.js';
 import { ZitadelCallError } from './zitadel/session-directory.js';
 
 export const WEBHOOK_PATH = '/webhooks/zitadel';
@@ -47,50 +47,64 @@ export const webhookRoutes: FastifyPluginAsync<WebhookOptions> = async (app: Fas
     done(null, body),
   );
 
-  const count = (outcome: string, code = '') => options.metrics?.webhookRequests.inc({ outcome, code });
+  // Label children are looked up once per (outcome, code), not hashed on every request.
+  const counters = new Map<string, { inc(): void }>();
+  const count = (outcome: string, code = '') => {
+    const metrics = options.metrics;
+    if (!metrics) return;
+    const key = `${outcome}/${code}`;
+    let counter = counters.get(key);
+    if (!counter) counters.set(key, (counter = metrics.webhookRequests.labels(outcome, code)));
+    counter.inc();
+  };
   // Anyone can send rejected requests: log each at debug, and a warning at most once a minute per code, so that a
   // wrong key is seen without a flood of forged requests flooding the logs (the metric counts them all).
   const lastWarned = new Map<string, number>();
 
+  /** Answers a refused request: counted, logged at debug (a warning once a minute per code), a cached body. */
+  const reject = (serviceError: ServiceError, request: FastifyRequest, reply: FastifyReply) => {
+    count('rejected', serviceError.code);
+    const now = options.now();
+    const warn = now - (lastWarned.get(serviceError.code) ?? -Infinity) >= 60_000;
+    if (warn) lastWarned.set(serviceError.code, now);
+    request.log[warn ? 'warn' : 'debug']({ code: serviceError.code, statusCode: serviceError.statusCode }, 'webhook rejected');
+    return reply.code(serviceError.statusCode).type('application/json').send(serviceError.body());
+  };
+
   app.setErrorHandler((error, request, reply) => {
     const serviceError = toServiceError(error);
-    count(serviceError.statusCode >= 500 ? 'failed' : 'rejected', serviceError.code);
-    if (serviceError.statusCode >= 500) {
-      // These errors carry no request data: the log names the user, the failed call and what was left undone.
-      const enforcement = error instanceof EnforcementError ? error : undefined;
-      const cause = enforcement?.cause ?? error;
-      const configuration = cause instanceof ZitadelCallError && CONFIGURATION_CODES.has(cause.grpcCode);
-      request.log.error(
-        {
-          err: cause,
-          code: serviceError.code,
-          userId: enforcement?.userId,
-          undone: enforcement?.undone,
-          configurationError: configuration || undefined,
-        },
-        configuration
-          ? 'configuration error: ZITADEL refused the call; check the token and its roles (doctor), it is not retried'
-          : 'webhook failed; the limit may not hold for this user until the next login',
-      );
-    } else {
-      const now = options.now();
-      const warn = now - (lastWarned.get(serviceError.code) ?? -Infinity) >= 60_000;
-      if (warn) lastWarned.set(serviceError.code, now);
-      request.log[warn ? 'warn' : 'debug']({ code: serviceError.code, statusCode: serviceError.statusCode }, 'webhook rejected');
-    }
-    return reply.code(serviceError.statusCode).send(serviceError.toJSON());
+    if (serviceError.statusCode < 500) return reject(serviceError, request, reply);
+    count('failed', serviceError.code);
+    // These errors carry no request data: the log names the user, the failed call and what was left undone.
+    const enforcement = error instanceof EnforcementError ? error : undefined;
+    const cause = enforcement?.cause ?? error;
+    const configuration = cause instanceof ZitadelCallError && CONFIGURATION_CODES.has(cause.grpcCode);
+    request.log.error(
+      {
+        err: cause,
+        code: serviceError.code,
+        userId: enforcement?.userId,
+        undone: enforcement?.undone,
+        configurationError: configuration || undefined,
+      },
+      configuration
+        ? 'configuration error: ZITADEL refused the call; check the token and its roles (doctor), it is not retried'
+        : 'webhook failed; the limit may not hold for this user until the next login',
+    );
+    return reply.code(serviceError.statusCode).type('application/json').send(serviceError.body());
   });
 
   app.post(WEBHOOK_PATH, async (request, reply) => {
     const body = Buffer.isBuffer(request.body) ? request.body : Buffer.alloc(0);
     const header = request.headers['zitadel-signature'];
-    verifySignature({
+    const refused = checkSignature({
       body,
       header: Array.isArray(header) ? header.join(',') : header,
       keys: options.signingKeys,
       toleranceSeconds: options.signatureToleranceSeconds,
       now: options.now(),
     });
+    if (refused) return reject(refused, request, reply);
 
     let payload: unknown;
     try {

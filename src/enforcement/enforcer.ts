@@ -2,10 +2,9 @@ import pLimit from 'p-limit';
 import type { Logger } from 'pino';
 import { ServiceError } from '../errors.js';
 import type { Metrics } from '../metrics.js';
-import { FixedLimit, type LimitSourceLookup } from '../zitadel/metadata.js';
 import { ZitadelCallError, type CallRunner, type SessionDirectory } from '../zitadel/session-directory.js';
 import { chooseEvictions, lastAuthenticatedAt, type CountBy, type EvictionDecision, type OnLimit, type SessionRecord } from './decision.js';
-import type { ResolvedLimit } from './limits.js';
+import { FixedLimit, type LimitSourceLookup, type ResolvedLimit } from './limits.js';
 import { Budget, withRetries } from './retry.js';
 import { InProcessUserLock, type UserLock } from './user-lock.js';
 

@@ -1,3 +1,4 @@
+import type { CallRunner } from '../zitadel/session-directory.js';
 import type { Limit, LimitSource } from './decision.js';
 
 /**
@@ -38,4 +39,20 @@ export function resolveLimit(user: MetadataLimit, org: MetadataLimit, fallback: 
   if (org.kind === 'limit') return { limit: org.limit, source: 'org-metadata', malformed };
   if (org.kind === 'malformed') malformed.push('org-metadata');
   return { limit: fallback, source: 'default', malformed };
+}
+
+/** Where a user's limit comes from. */
+export interface LimitSourceLookup {
+  limitFor(userId: string, organizationId: string | undefined, run?: CallRunner): Promise<ResolvedLimit>;
+}
+
+/** SESSION_LIMIT for everyone: no metadata is ever read. */
+export class FixedLimit implements LimitSourceLookup {
+  readonly #limit: number;
+  constructor(limit: number) {
+    this.#limit = limit;
+  }
+  limitFor(): Promise<ResolvedLimit> {
+    return Promise.resolve({ limit: this.#limit, source: 'default', malformed: [] });
+  }
 }

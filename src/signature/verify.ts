@@ -1,5 +1,5 @@
 import { timingSafeEqual } from 'node:crypto';
-import { ServiceError } from '../errors.js';
+import { ServiceError, type ErrorCode } from '../errors.js';
 import { computeSignature } from './sign.js';
 
 export interface ParsedSignatureHeader {
@@ -50,6 +50,25 @@ export interface VerifyOptions {
   futureSkewSeconds?: number;
   /** Current time in milliseconds; injectable for tests. */
   now?: number;
+}
+
+export type SignatureFailure = Extract<
+  ErrorCode,
+  'ERR_SIGNATURE_MISSING' | 'ERR_SIGNATURE_MALFORMED' | 'ERR_SIGNATURE_MISMATCH' | 'ERR_SIGNATURE_STALE' | 'ERR_SIGNATURE_FUTURE'
+>;
+
+/**
+ * Verifies a ZITADEL Actions v2 signature without throwing: undefined when it is valid, else the `ServiceError`
+ * saying why the request is refused. The webhook uses it on its hot path (forged requests are common there).
+ */
+export function checkSignature(options: VerifyOptions): ServiceError | undefined {
+  try {
+    verifySignature(options);
+    return undefined;
+  } catch (error) {
+    if (error instanceof ServiceError) return error;
+    throw error;
+  }
 }
 
 /**

@@ -1,26 +1,10 @@
 import { Code, ConnectError, type Client, type Transport } from '@connectrpc/connect';
 import { createClientFor } from '@zitadel/client';
-import { createUserServiceClient } from '@zitadel/client/v2';
+
 import { OrganizationService } from '@zitadel/proto/zitadel/org/v2beta/org_service_pb.js';
-import type { UserService } from '@zitadel/proto/zitadel/user/v2/user_service_pb.js';
-import { readMetadataLimit, resolveLimit, type MetadataLimit, type ResolvedLimit } from '../enforcement/limits.js';
+import { UserService } from '@zitadel/proto/zitadel/user/v2/user_service_pb.js';
+import { readMetadataLimit, resolveLimit, type LimitSourceLookup, type MetadataLimit, type ResolvedLimit } from '../enforcement/limits.js';
 import { runOnce, ZitadelCallError, type CallRunner } from './session-directory.js';
-
-/** Where a user's limit comes from. */
-export interface LimitSourceLookup {
-  limitFor(userId: string, organizationId: string | undefined, run?: CallRunner): Promise<ResolvedLimit>;
-}
-
-/** SESSION_LIMIT for everyone: no metadata is ever read. */
-export class FixedLimit implements LimitSourceLookup {
-  readonly #limit: number;
-  constructor(limit: number) {
-    this.#limit = limit;
-  }
-  limitFor(): Promise<ResolvedLimit> {
-    return Promise.resolve({ limit: this.#limit, source: 'default', malformed: [] });
-  }
-}
 
 interface CacheEntry {
   value: Promise<MetadataLimit>;
@@ -42,7 +26,7 @@ export class MetadataLimits implements LimitSourceLookup {
   readonly #cache = new Map<string, CacheEntry>();
 
   constructor(transport: Transport, options: { key: string; fallback: number; cacheSeconds: number; now?: () => number }) {
-    this.#users = createUserServiceClient(transport);
+    this.#users = createClientFor(UserService)(transport);
     this.#orgs = createClientFor(OrganizationService)(transport);
     this.#key = options.key;
     this.#fallback = options.fallback;

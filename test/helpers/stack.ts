@@ -59,7 +59,7 @@ export async function startStack(options: StackOptions = {}): Promise<Stack> {
     SESSION_LIMIT: String(options.limit ?? 2),
     ...options.env?.(simulator),
   });
-  const service = composeService(config, createLogger(options.logLevel ?? 'info', logs), {
+  const service = await composeService(config, createLogger(options.logLevel ?? 'info', logs), {
     defaultMetrics: false,
     pageSize: options.pageSize,
   });
