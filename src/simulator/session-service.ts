@@ -1,5 +1,5 @@
 import { randomBytes } from 'node:crypto';
-import { create } from '@bufbuild/protobuf';
+import { create, type DescMessage, type MessageShape } from '@bufbuild/protobuf';
 import { timestampDate, timestampFromDate } from '@bufbuild/protobuf/wkt';
 import { TimestampQueryMethod } from '@zitadel/proto/zitadel/object/v2/object_pb.js';
 import { Code, ConnectError, type HandlerContext, type ServiceImpl } from '@connectrpc/connect';
@@ -16,7 +16,7 @@ import {
 import type { RequestChallenges } from '@zitadel/proto/zitadel/session/v2/challenge_pb.js';
 import type { Duration } from '@bufbuild/protobuf/wkt';
 import { resolveUser, verifyChecks } from './login-checks.js';
-import type { ResponseExecutor } from './actions.js';
+import type { ResponseCall, ResponseExecutor } from './actions.js';
 import type { Permission, RecordedCall, SimMethod, SimSession, SimUser, SimulatorState } from './state.js';
 
 const MAX_LIST_LIMIT = 1000;
@@ -138,6 +138,28 @@ export function sessionServiceImpl(
     changeDate: timestampFromDate(session.changeDate),
     resourceOwner: state.instanceId,
   });
+  /** Makes the write visible, then runs the response executions (which may fail the call, or replace the answer). */
+  const respond = <Req extends DescMessage, Res extends DescMessage>(
+    session: SimSession,
+    user: SimUser | undefined,
+    token: string,
+    context: HandlerContext,
+    method: 'CreateSession' | 'SetSession',
+    request: ResponseCall<Req, Res>['request'],
+    response: ResponseCall<Req, Res>['response'],
+  ): Promise<MessageShape<Res>> | MessageShape<Res> => {
+    state.written(session.id);
+    if (!executor) return response.message;
+    return executor.afterResponse({
+      token,
+      fullMethod: `/zitadel.session.v2.SessionService/${method}`,
+      request,
+      response,
+      orgId: user?.organizationId,
+      headers: forwardedHeaders(context),
+    });
+  };
+
   return {
     createSession: (request: CreateSessionRequest, context) =>
       simulateCall(state, context, { method: 'CreateSession', permission: 'session.write' }, async (token) => {
@@ -158,15 +180,9 @@ export function sessionServiceImpl(
           sessionToken: session.token,
           challenges: challengesFor(state, session, user, request.challenges),
         });
-        state.written(session.id);
-        if (!executor) return response;
-        return executor.afterResponse({
-          token,
-          fullMethod: '/zitadel.session.v2.SessionService/CreateSession',
-          request: { schema: CreateSessionRequestSchema, message: request },
-          response: { schema: CreateSessionResponseSchema, message: response },
-          orgId: user?.organizationId,
-          headers: forwardedHeaders(context),
+        return respond(session, user, token, context, 'CreateSession', { schema: CreateSessionRequestSchema, message: request }, {
+          schema: CreateSessionResponseSchema,
+          message: response,
         });
       }),
 
@@ -190,15 +206,9 @@ export function sessionServiceImpl(
           sessionToken: session.token,
           challenges: challengesFor(state, session, user, request.challenges),
         });
-        state.written(session.id);
-        if (!executor) return response;
-        return executor.afterResponse({
-          token,
-          fullMethod: '/zitadel.session.v2.SessionService/SetSession',
-          request: { schema: SetSessionRequestSchema, message: request },
-          response: { schema: SetSessionResponseSchema, message: response },
-          orgId: user?.organizationId,
-          headers: forwardedHeaders(context),
+        return respond(session, user, token, context, 'SetSession', { schema: SetSessionRequestSchema, message: request }, {
+          schema: SetSessionResponseSchema,
+          message: response,
         });
       }),
 

@@ -2,6 +2,7 @@ import { spawn, type ChildProcess } from 'node:child_process';
 import { fileURLToPath } from 'node:url';
 import t from 'tap';
 import { freePort } from '../../src/cli/free-port.js';
+import { runCli, runProcess } from '../helpers/processes.js';
 import { signPayload } from '../../src/signature/sign.js';
 import { DEFAULT_SIMULATOR_TOKEN, ZitadelSimulator } from '../../src/simulator/index.js';
 import { fixtureFor } from '../helpers/payloads.js';
@@ -108,19 +109,6 @@ t.test('a bad configuration stops npm start with exit code 1 and one line per pr
   t.notMatch(service.stderr() + service.stdout(), /SECRET/);
 });
 
-/** Runs a command in the project and collects its output (no shell). */
-function run(command: string, args: string[], input?: string): Promise<{ code: number | null; stdout: string; stderr: string }> {
-  return new Promise((resolve) => {
-    const child = spawn(command, args, { cwd: ROOT, env: { PATH: process.env.PATH ?? '', HOME: process.env.HOME ?? '' } });
-    let stdout = '';
-    let stderr = '';
-    child.stdout.on('data', (chunk: Buffer) => (stdout += chunk));
-    child.stderr.on('data', (chunk: Buffer) => (stderr += chunk));
-    child.once('exit', (code) => resolve({ code, stdout, stderr }));
-    child.stdin.end(input ?? '');
-  });
-}
-
 t.test('SIGTERM during an enforcement lets it finish, then exits 0 (node dist/main.js, as in the container)', async (t) => {
   const simulator = new ZitadelSimulator();
   await simulator.listen();
@@ -169,7 +157,7 @@ t.test('SIGTERM during an enforcement lets it finish, then exits 0 (node dist/ma
 });
 
 t.test('npm run demo plays four devices, a second user and a re-check, and ends in the right state', async (t) => {
-  const { code, stdout, stderr } = await run('npm', ['run', 'demo', '--silent', '--', '--json']);
+  const { code, stdout, stderr } = await runProcess('npm', ['run', 'demo', '--silent', '--', '--json']);
   t.equal(code, 0, stderr);
   const outcome = JSON.parse(stdout) as {
     limit: number;
@@ -206,7 +194,7 @@ t.test('replay: a valid fixture gets 204, --key wrong gets 401 with its code; - 
     if (service.child.exitCode === null) process.kill(-service.child.pid!, 'SIGKILL');
   });
   const url = await waitFor('the listening line', () => /Server listening at (http:\/\/127\.0\.0\.1:\d+)/.exec(service.stdout())?.[1], service);
-  const cli = (...args: string[]) => run(process.execPath, ['dist/cli/index.js', 'replay', ...args]);
+  const cli = (...args: string[]) => runCli(['replay', ...args]);
 
   const fixture = 'test/fixtures/payloads/01-login-name.create-session.json';
   const ok = await cli(fixture, '--url', url, '--key', SIGNING_KEY);
@@ -220,7 +208,7 @@ t.test('replay: a valid fixture gets 204, --key wrong gets 401 with its code; - 
   const stale = await cli(fixture, '--url', url, '--key', SIGNING_KEY, '--timestamp', '1767225600');
   t.match(stale.stdout, /^401 ERR_SIGNATURE_STALE/);
 
-  const stdin = await run(process.execPath, ['dist/cli/index.js', 'replay', '-', '--url', `${url}/webhooks/zitadel`, '--key', SIGNING_KEY], fixtureFor('02-password.set-session', fresh));
+  const stdin = await runCli(['replay', '-', '--url', `${url}/webhooks/zitadel`, '--key', SIGNING_KEY], {}, fixtureFor('02-password.set-session', fresh));
   t.equal(stdin.stdout.trim(), '204', 'stdin, enforced');
 
   const usage = await cli('--url', url);
@@ -251,12 +239,12 @@ t.test('simulate runs a ZITADEL the real client can sign a user in with; bad arg
   child.kill('SIGTERM');
   t.equal(await exited, 0, 'stops cleanly');
 
-  const bad = await run(process.execPath, ['dist/cli/index.js', 'simulate', '--port', 'x']);
+  const bad = await runCli(['simulate', '--port', 'x']);
   t.equal(bad.code, 2);
-  const unknown = await run(process.execPath, ['dist/cli/index.js', 'nope']);
+  const unknown = await runCli(['nope']);
   t.equal(unknown.code, 2);
   t.match(unknown.stderr, /unknown command "nope"/);
-  const option = await run(process.execPath, ['dist/cli/index.js', 'replay', '--bogus']);
+  const option = await runCli(['replay', '--bogus']);
   t.equal(option.code, 2);
 });
 
@@ -266,15 +254,7 @@ t.test('register and doctor from the command line: idempotent register, a FAIL l
   });
   await simulator.listen();
   t.teardown(() => simulator.close());
-  const cli = (env: Record<string, string>, ...args: string[]) =>
-    new Promise<{ code: number | null; stdout: string; stderr: string }>((resolve) => {
-      const child = spawn(process.execPath, ['dist/cli/index.js', ...args], { cwd: ROOT, env: { PATH: process.env.PATH ?? '', ...env } });
-      let stdout = '';
-      let stderr = '';
-      child.stdout.on('data', (chunk: Buffer) => (stdout += chunk));
-      child.stderr.on('data', (chunk: Buffer) => (stderr += chunk));
-      child.once('exit', (code) => resolve({ code, stdout, stderr }));
-    });
+  const cli = (env: Record<string, string>, ...args: string[]) => runCli(args, env);
   const admin = { ZITADEL_URL: simulator.url, ZITADEL_ADMIN_TOKEN: 'admin' };
   const endpoint = 'http://127.0.0.1:9/webhooks/zitadel';
 

@@ -5,6 +5,7 @@ import t from 'tap';
 import { signPayload } from '../../src/signature/sign.js';
 import { DEFAULT_SIMULATOR_TOKEN, ZitadelSimulator } from '../../src/simulator/index.js';
 import { fixtureFor } from '../helpers/payloads.js';
+import { runCli } from '../helpers/processes.js';
 import { startRedis } from '../helpers/redis.js';
 import { minutesAgo, SIGNING_KEY } from '../helpers/stack.js';
 
@@ -25,16 +26,7 @@ function startReplica(env: Record<string, string>): Promise<{ url: string; child
   });
 }
 
-function run(args: string[], env: Record<string, string>): Promise<{ code: number | null; stdout: string; stderr: string }> {
-  return new Promise((resolve) => {
-    const child = spawn(process.execPath, ['dist/cli/index.js', ...args], { cwd: ROOT, env: { PATH: process.env.PATH ?? '', ...env } });
-    let stdout = '';
-    let stderr = '';
-    child.stdout.on('data', (chunk: Buffer) => (stdout += chunk));
-    child.stderr.on('data', (chunk: Buffer) => (stderr += chunk));
-    child.once('exit', (code) => resolve({ code, stdout, stderr }));
-  });
-}
+const run = (args: string[], env: Record<string, string>) => runCli(args, env);
 
 t.test('two service processes sharing one Redis: 20 logins of one user at once, with projection lag', async (t) => {
   // npm test builds before running the tests; building here too could race another file's `npm start`.

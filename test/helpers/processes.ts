@@ -1,0 +1,28 @@
+import { spawn } from 'node:child_process';
+import { fileURLToPath } from 'node:url';
+
+export const ROOT = fileURLToPath(new URL('../../', import.meta.url));
+
+export interface Finished {
+  code: number | null;
+  stdout: string;
+  stderr: string;
+}
+
+/** Runs a command in the project (no shell) with only PATH, HOME and `env`, and collects its output. */
+export function runProcess(command: string, args: string[], options: { env?: Record<string, string>; input?: string } = {}): Promise<Finished> {
+  return new Promise((resolve) => {
+    const child = spawn(command, args, { cwd: ROOT, env: { PATH: process.env.PATH ?? '', HOME: process.env.HOME ?? '', ...options.env } });
+    let stdout = '';
+    let stderr = '';
+    child.stdout.on('data', (chunk: Buffer) => (stdout += chunk));
+    child.stderr.on('data', (chunk: Buffer) => (stderr += chunk));
+    child.once('exit', (code) => resolve({ code, stdout, stderr }));
+    child.stdin.end(options.input ?? '');
+  });
+}
+
+/** The built CLI, as `zitadel-session-limiter ARGS`. */
+export function runCli(args: string[], env: Record<string, string> = {}, input?: string): Promise<Finished> {
+  return runProcess(process.execPath, ['dist/cli/index.js', ...args], { env, input });
+}
