@@ -61,9 +61,12 @@ export const webhookRoutes: FastifyPluginAsync<WebhookOptions> = async (app: Fas
   // wrong key is seen without a flood of forged requests flooding the logs (the metric counts them all).
   const lastWarned = new Map<string, number>();
 
-  /** Answers a refused request: counted, logged at debug (a warning once a minute per code), a cached body. */
+  /**
+   * Answers a refused or shed request: counted, logged at debug (a warning once a minute per code, so that neither
+   * a flood of forged requests nor an overload floods the logs), with a cached body.
+   */
   const reject = (serviceError: ServiceError, request: FastifyRequest, reply: FastifyReply) => {
-    count('rejected', serviceError.code);
+    count(serviceError.code === 'ERR_OVERLOADED' ? 'shed' : 'rejected', serviceError.code);
     const now = options.now();
     const warn = now - (lastWarned.get(serviceError.code) ?? -Infinity) >= 60_000;
     if (warn) lastWarned.set(serviceError.code, now);
@@ -73,7 +76,7 @@ export const webhookRoutes: FastifyPluginAsync<WebhookOptions> = async (app: Fas
 
   app.setErrorHandler((error, request, reply) => {
     const serviceError = toServiceError(error);
-    if (serviceError.statusCode < 500) return reject(serviceError, request, reply);
+    if (serviceError.statusCode < 500 || serviceError.code === 'ERR_OVERLOADED') return reject(serviceError, request, reply);
     count('failed', serviceError.code);
     // These errors carry no request data: the log names the user, the failed call and what was left undone.
     const enforcement = error instanceof EnforcementError ? error : undefined;

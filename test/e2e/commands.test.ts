@@ -19,10 +19,15 @@ interface Service {
 
 /** `npm start`, as a user runs it, in its own process group so that the whole group can be signalled. */
 function npmStart(env: Record<string, string>): Service {
-  const child = spawn('npm', ['start', '--silent'], {
+  return startChild('npm', ['start', '--silent'], env, true);
+}
+
+/** A long-running child (a service, the simulator) whose output is collected; `detached`: its own process group. */
+function startChild(command: string, args: string[], env: Record<string, string> = {}, detached = false): Service {
+  const child = spawn(command, args, {
     cwd: ROOT,
     env: { PATH: process.env.PATH ?? '', HOME: process.env.HOME ?? '', ...env },
-    detached: true,
+    detached,
     stdio: ['ignore', 'pipe', 'pipe'],
   });
   let stdout = '';
@@ -118,25 +123,17 @@ t.test('SIGTERM during an enforcement lets it finish, then exits 0 (node dist/ma
   const fresh = state.seedSession({ userId: 'u', factors: { password: new Date() } }).id;
   state.latencyMs.DeleteSession = 1500;
 
-  const child = spawn(process.execPath, ['dist/main.js'], {
-    cwd: ROOT,
-    env: {
-      PATH: process.env.PATH ?? '',
-      ZITADEL_URL: simulator.url,
-      ZITADEL_TOKEN: DEFAULT_SIMULATOR_TOKEN,
-      ZITADEL_SIGNING_KEYS: SIGNING_KEY,
-      SESSION_LIMIT: '1',
-      PORT: '0',
-      HOST: '127.0.0.1',
-    },
-    stdio: ['ignore', 'pipe', 'pipe'],
+  const service = startChild(process.execPath, ['dist/main.js'], {
+    ZITADEL_URL: simulator.url,
+    ZITADEL_TOKEN: DEFAULT_SIMULATOR_TOKEN,
+    ZITADEL_SIGNING_KEYS: SIGNING_KEY,
+    SESSION_LIMIT: '1',
+    PORT: '0',
+    HOST: '127.0.0.1',
   });
-  let stdout = '';
-  child.stdout.on('data', (chunk: Buffer) => (stdout += chunk));
-  const exited = new Promise<number | null>((resolve) => child.once('exit', resolve));
+  const { child, exited } = service;
   t.teardown(() => void child.kill('SIGKILL'));
-  const service = { child, stdout: () => stdout, stderr: () => '', exited };
-  const url = await waitFor('the listening line', () => /Server listening at (http:\/\/127\.0\.0\.1:\d+)/.exec(stdout)?.[1], service);
+  const url = await waitFor('the listening line', () => /Server listening at (http:\/\/127\.0\.0\.1:\d+)/.exec(service.stdout())?.[1], service);
 
   const body = fixtureFor('02-password.set-session', fresh);
   const pending = fetch(`${url}/webhooks/zitadel`, {
@@ -149,11 +146,11 @@ t.test('SIGTERM during an enforcement lets it finish, then exits 0 (node dist/ma
   child.kill('SIGTERM');
   const response = await pending;
   const code = await exited;
-  const diagnostics = { status: response.status, body: await response.text(), code, stdout };
+  const diagnostics = { status: response.status, body: await response.text(), code, stdout: service.stdout() };
   t.equal(response.status, 204, 'the enforcement in flight finished and was answered', { diagnostics });
   t.equal(code, 0, 'then the process exited 0', { diagnostics });
   t.notOk(state.sessions.has(old), 'the eviction happened');
-  t.match(stdout, /"msg":"shutting down: finishing enforcements in flight"[\s\S]*"event":"session.evicted"[\s\S]*"msg":"stopped"/);
+  t.match(service.stdout(), /"msg":"shutting down: finishing enforcements in flight"[\s\S]*"event":"session.evicted"[\s\S]*"msg":"stopped"/);
 });
 
 t.test('npm run demo plays four devices, a second user and a re-check, and ends in the right state', async (t) => {
@@ -219,16 +216,10 @@ t.test('replay: a valid fixture gets 204, --key wrong gets 401 with its code; - 
 });
 
 t.test('simulate runs a ZITADEL the real client can sign a user in with; bad arguments are usage errors', async (t) => {
-  const child = spawn(process.execPath, ['dist/cli/index.js', 'simulate', '--port', '0', '--user', 'bob@example.com:pw:with:colons'], {
-    cwd: ROOT,
-    stdio: ['ignore', 'pipe', 'pipe'],
-  });
-  let stdout = '';
-  child.stdout.on('data', (chunk: Buffer) => (stdout += chunk));
-  const exited = new Promise<number | null>((resolve) => child.once('exit', resolve));
+  const service = startChild(process.execPath, ['dist/cli/index.js', 'simulate', '--port', '0', '--user', 'bob@example.com:pw:with:colons']);
+  const { child, exited } = service;
   t.teardown(() => void child.kill('SIGKILL'));
-  const service = { child, stdout: () => stdout, stderr: () => '', exited };
-  const url = await waitFor('the simulator', () => /listening at (http:\/\/\S+)/.exec(stdout)?.[1], service);
+  const url = await waitFor('the simulator', () => /listening at (http:\/\/\S+)/.exec(service.stdout())?.[1], service);
   const { createServerTransport } = await import('@zitadel/client/node');
   const { createSessionServiceClient } = await import('@zitadel/client/v2');
   const client = createSessionServiceClient(createServerTransport(DEFAULT_SIMULATOR_TOKEN, { baseUrl: url }));

@@ -59,6 +59,7 @@ t.test('beyond MAX_CONCURRENT_ENFORCEMENTS, requests are shed with 503 and the s
   const codes = responses.map((r) => r.statusCode).sort();
   t.same(codes, [204, 204, 503, 503]);
   t.equal(responses.find((r) => r.statusCode === 503)!.json().error, 'ERR_OVERLOADED');
+  t.match((await s.app.inject({ method: 'GET', url: '/metrics' })).body, /session_limiter_webhook_requests_total\{outcome="shed",code="ERR_OVERLOADED"\} 2/);
   state.latencyMs.GetSession = 0;
   t.equal((await s.send(fixtureFor('02-password.set-session', sessions[0]!))).statusCode, 204);
 });
