@@ -1,6 +1,6 @@
 /** The public API: the signing helpers for your own tests, and the building blocks of the service. */
 export { signPayload, computeSignature, type SignOptions } from './signature/sign.js';
-export { verifySignature, parseSignatureHeader, type VerifyOptions } from './signature/verify.js';
+export { verifySignature, checkSignature, parseSignatureHeader, type VerifyOptions } from './signature/verify.js';
 export { interpretPayload, CREATE_SESSION, SET_SESSION, type WebhookAction } from './payload.js';
 export {
   chooseEvictions,

@@ -1,5 +1,5 @@
 import { timingSafeEqual } from 'node:crypto';
-import { ServiceError, type ErrorCode } from '../errors.js';
+import { ServiceError } from '../errors.js';
 import { computeSignature } from './sign.js';
 
 export interface ParsedSignatureHeader {
@@ -11,31 +11,36 @@ export interface ParsedSignatureHeader {
 const HEX = /^(?:[0-9a-fA-F]{2})*$/;
 const INTEGER = /^[+-]?\d+$/;
 
+/** Parses without throwing: the parsed header, or the refusal (forged requests are common on this path). */
+function parse(header: string | undefined): ParsedSignatureHeader | ServiceError {
+  if (header === undefined || header === '') return new ServiceError('ERR_SIGNATURE_MISSING');
+  let timestamp: number | undefined;
+  const signatures: Buffer[] = [];
+  for (const pair of header.split(',')) {
+    const parts = pair.split('=');
+    if (parts.length !== 2) return new ServiceError('ERR_SIGNATURE_MALFORMED', 'a pair without exactly one "="');
+    const [name, value] = parts as [string, string];
+    if (name === 't') {
+      if (!INTEGER.test(value)) return new ServiceError('ERR_SIGNATURE_MALFORMED', 't is not an integer');
+      timestamp = Number(value);
+    } else if (name === 'v1' && HEX.test(value)) {
+      signatures.push(Buffer.from(value, 'hex'));
+    }
+  }
+  if (timestamp === undefined || !Number.isSafeInteger(timestamp)) return new ServiceError('ERR_SIGNATURE_MALFORMED', 'no usable t entry');
+  if (signatures.length === 0) return new ServiceError('ERR_SIGNATURE_MALFORMED', 'no v1 entry');
+  return { timestamp, signatures };
+}
+
 /**
  * Parses `t=<unix seconds>,v1=<hex>[,v1=<hex>...]` with the rules of ZITADEL's validator: every comma-separated
  * pair must hold exactly one `=`, `t` must be an integer, `v1` entries that are not hex are skipped and other
  * names are ignored. Throws a `ServiceError` (401) for a header ZITADEL would refuse.
  */
 export function parseSignatureHeader(header: string | undefined): ParsedSignatureHeader {
-  if (header === undefined || header === '') throw new ServiceError('ERR_SIGNATURE_MISSING');
-  let timestamp: number | undefined;
-  const signatures: Buffer[] = [];
-  for (const pair of header.split(',')) {
-    const parts = pair.split('=');
-    if (parts.length !== 2) throw new ServiceError('ERR_SIGNATURE_MALFORMED', 'a pair without exactly one "="');
-    const [name, value] = parts as [string, string];
-    if (name === 't') {
-      if (!INTEGER.test(value)) throw new ServiceError('ERR_SIGNATURE_MALFORMED', 't is not an integer');
-      timestamp = Number(value);
-    } else if (name === 'v1' && HEX.test(value)) {
-      signatures.push(Buffer.from(value, 'hex'));
-    }
-  }
-  if (timestamp === undefined || !Number.isSafeInteger(timestamp)) {
-    throw new ServiceError('ERR_SIGNATURE_MALFORMED', 'no usable t entry');
-  }
-  if (signatures.length === 0) throw new ServiceError('ERR_SIGNATURE_MALFORMED', 'no v1 entry');
-  return { timestamp, signatures };
+  const parsed = parse(header);
+  if (parsed instanceof ServiceError) throw parsed;
+  return parsed;
 }
 
 export interface VerifyOptions {
@@ -52,23 +57,32 @@ export interface VerifyOptions {
   now?: number;
 }
 
-export type SignatureFailure = Extract<
-  ErrorCode,
-  'ERR_SIGNATURE_MISSING' | 'ERR_SIGNATURE_MALFORMED' | 'ERR_SIGNATURE_MISMATCH' | 'ERR_SIGNATURE_STALE' | 'ERR_SIGNATURE_FUTURE'
->;
-
 /**
  * Verifies a ZITADEL Actions v2 signature without throwing: undefined when it is valid, else the `ServiceError`
- * saying why the request is refused. The webhook uses it on its hot path (forged requests are common there).
+ * saying why the request is refused (missing, malformed, stale, future, mismatch). The webhook uses it on its hot
+ * path, where forged requests are common.
  */
 export function checkSignature(options: VerifyOptions): ServiceError | undefined {
-  try {
-    verifySignature(options);
-    return undefined;
-  } catch (error) {
-    if (error instanceof ServiceError) return error;
-    throw error;
+  const { body, keys, toleranceSeconds } = options;
+  // Programming errors, not refusals: dangerous settings are impossible rather than silently "no check".
+  if (!(toleranceSeconds >= 1)) throw new RangeError('toleranceSeconds must be at least 1');
+  if (keys.length === 0) throw new RangeError('at least one signing key is needed');
+  const parsed = parse(options.header);
+  if (parsed instanceof ServiceError) return parsed;
+  const { timestamp, signatures } = parsed;
+
+  const nowSeconds = (options.now ?? Date.now()) / 1000;
+  const futureSkew = options.futureSkewSeconds ?? Math.min(60, toleranceSeconds);
+  if (nowSeconds - timestamp > toleranceSeconds) return new ServiceError('ERR_SIGNATURE_STALE');
+  if (timestamp - nowSeconds > futureSkew) return new ServiceError('ERR_SIGNATURE_FUTURE');
+
+  for (const key of keys) {
+    const expected = computeSignature(key, timestamp, body);
+    for (const candidate of signatures) {
+      if (candidate.length === expected.length && timingSafeEqual(candidate, expected)) return undefined;
+    }
   }
+  return new ServiceError('ERR_SIGNATURE_MISMATCH');
 }
 
 /**
@@ -76,21 +90,7 @@ export function checkSignature(options: VerifyOptions): ServiceError | undefined
  * says why the request is refused (missing, malformed, stale, future, mismatch).
  */
 export function verifySignature(options: VerifyOptions): { timestamp: number } {
-  const { body, keys, toleranceSeconds } = options;
-  if (!(toleranceSeconds >= 1)) throw new RangeError('toleranceSeconds must be at least 1');
-  if (keys.length === 0) throw new RangeError('at least one signing key is needed');
-  const { timestamp, signatures } = parseSignatureHeader(options.header);
-
-  const nowSeconds = (options.now ?? Date.now()) / 1000;
-  const futureSkew = options.futureSkewSeconds ?? Math.min(60, toleranceSeconds);
-  if (nowSeconds - timestamp > toleranceSeconds) throw new ServiceError('ERR_SIGNATURE_STALE');
-  if (timestamp - nowSeconds > futureSkew) throw new ServiceError('ERR_SIGNATURE_FUTURE');
-
-  for (const key of keys) {
-    const expected = computeSignature(key, timestamp, body);
-    for (const candidate of signatures) {
-      if (candidate.length === expected.length && timingSafeEqual(candidate, expected)) return { timestamp };
-    }
-  }
-  throw new ServiceError('ERR_SIGNATURE_MISMATCH');
+  const refused = checkSignature(options);
+  if (refused) throw refused;
+  return { timestamp: parseSignatureHeader(options.header).timestamp };
 }
