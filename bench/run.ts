@@ -1,7 +1,7 @@
 /**
  * npm run bench: the service, the ZITADEL simulator, and the references (a bare node:http baseline, a bare
  * @zitadel/client loop for the floor), each in its own process, measured side by side in one run on loopback.
- * Prints one table and writes bench/result.json. Bounded: about two minutes on a 2-core machine.
+ * Prints one table and writes bench/result.json. Bounded: about 90 seconds on a 2-core machine.
  */
 import { fork, spawn, type ChildProcess } from 'node:child_process';
 import { readFileSync, writeFileSync } from 'node:fs';
@@ -214,7 +214,7 @@ const table = [
   ['4. enforcements/s, distinct users', r.enforcementThroughput.ours.perSecond, `${r.enforcementThroughput.baseline.perSecond} (bare node:http)`, r.enforcementThroughput.ratio],
   ['5. big user (20k expired + 6 active) ms', r.bigUser.ms, '', ''],
   ['   peak RSS MB (fresh process)', r.bigUser.peakRssMb, `${r.bigUser.peakRssBeforeMb} before`, ''],
-  ['7. RSS MB idle / latency load / throughput load', `${r.memory.idleRssMb} / ${r.memory.underLatencyLoadMb} / ${r.memory.underThroughputLoadMb}`, '', ''],
+  ['7. RSS MB idle / after latency row / after throughput row', `${r.memory.idleRssMb} / ${r.memory.underLatencyLoadMb} / ${r.memory.underThroughputLoadMb}`, '', ''],
 ];
 for (const line of table) console.log(line.map((cell, i) => String(cell).padEnd([44, 22, 34, 6][i]!)).join(' '));
 console.log('\nwritten to bench/result.json');

@@ -1,6 +1,8 @@
+import type { Timestamp } from '@bufbuild/protobuf/wkt';
 import pLimit from 'p-limit';
 import type { EnforcementResult, SessionLimitEnforcer } from '../enforcement/enforcer.js';
-import type { ZitadelSessionDirectory } from '../zitadel/session-directory.js';
+import { Budget, withRetries } from '../enforcement/retry.js';
+import { timestampFromMs, ZitadelCallError, type CallRunner, type ZitadelSessionDirectory } from '../zitadel/session-directory.js';
 
 /**
  * The repair sweep: ZITADEL never retries a webhook, so after downtime some users may hold too many sessions until
@@ -26,7 +28,12 @@ export interface RepairOptions {
   concurrency?: number;
   dryRun?: boolean;
   onProgress?: (summary: RepairSummary) => void;
+  /** Time one page listing may take, retries included. */
+  pageBudgetMs?: number;
 }
+
+const sameTime = (a: Timestamp | undefined, b: Timestamp | undefined) =>
+  a !== undefined && b !== undefined && a.seconds === b.seconds && a.nanos === b.nanos;
 
 export async function repairAll(options: RepairOptions): Promise<RepairSummary> {
   const summary: RepairSummary = { usersChecked: 0, sessionsSeen: 0, evicted: 0, pruned: 0, failures: [], dryRun: options.dryRun ?? false };
@@ -38,14 +45,25 @@ export async function repairAll(options: RepairOptions): Promise<RepairSummary> 
     summary.pruned += result.pruned.length;
     options.onProgress?.(summary);
   };
-  // Keyset paging by creation date: deleting sessions while paging cannot make us skip any.
-  let from = options.createdSince;
-  let skip = 0;
+  // Keyset paging by creation date (exact timestamps, as ZITADEL sent them): deleting sessions while paging
+  // cannot make us skip any. The sessions already seen at the cursor's exact time are dropped by id.
+  let cursor: Timestamp | undefined = options.createdSince === undefined ? undefined : timestampFromMs(options.createdSince);
+  let seenAtCursor = new Set<string>();
+  let offset = 0;
   for (;;) {
-    const page = await options.directory.listInstancePage(from, skip);
-    summary.sessionsSeen += page.length;
+    // A transient error (a 429, a restart) retries within the page's budget instead of ending the sweep.
+    const budget = new Budget(options.pageBudgetMs ?? 30_000);
+    const run: CallRunner = (what, call) =>
+      withRetries(what, call, {
+        budget,
+        callTimeoutMs: 10_000,
+        codeOf: (error) => (error instanceof ZitadelCallError ? error.grpcCode : undefined),
+      });
+    const page = await options.directory.listInstancePage(cursor, offset, run);
+    summary.sessionsSeen += page.filter(({ session }) => !seenAtCursor.has(session.id)).length;
     const fresh: { userId: string; organizationId: string | undefined }[] = [];
-    for (const session of page) {
+    for (const { session } of page) {
+      if (seenAtCursor.has(session.id)) continue;
       if (session.userId && !seen.has(session.userId)) {
         seen.add(session.userId);
         fresh.push({ userId: session.userId, organizationId: session.organizationId });
@@ -65,9 +83,16 @@ export async function repairAll(options: RepairOptions): Promise<RepairSummary> 
       ),
     );
     if (page.length < options.directory.pageSize) return summary;
-    // The next page starts at the last creation date seen, skipping the sessions already seen at exactly that time.
-    const last = page.at(-1)!.createdAt ?? 0;
-    skip = last === from ? skip + page.length : page.filter((session) => session.createdAt === last).length;
-    from = last;
+    const last = page.at(-1)!.created;
+    const atLast = page.filter((entry) => sameTime(entry.created, last)).map((entry) => entry.session.id);
+    if (sameTime(last, cursor)) {
+      // A whole page at one instant (thousands of sessions in one microsecond): step over it by offset.
+      for (const id of atLast) seenAtCursor.add(id);
+      offset = seenAtCursor.size;
+    } else {
+      seenAtCursor = new Set(atLast);
+      offset = 0;
+    }
+    cursor = last;
   }
 }

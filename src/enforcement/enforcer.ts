@@ -171,15 +171,17 @@ export class SessionLimitEnforcer {
   async #enforceUser(userId: string, organizationId: string | undefined, run: CallRunner, trigger: SessionRecord | undefined) {
     let undone: string[] = [];
     try {
-      // A failed look-up throws: nothing is evicted rather than applying a smaller limit than the user may have.
-      const limit = await this.#limits.limitFor(userId, organizationId, run);
-      for (const source of limit.malformed) {
-        this.#logger.warn({ userId, orgId: organizationId, source }, 'malformed session limit in metadata; using the next source');
-      }
       return await this.#lock.run(userId, this.#budgetMs, async (waited) => {
         // Another enforcement of this user ran while we waited: read again so that the list reflects its deletes.
         const fresh = trigger && waited ? await this.#directory.getSession(trigger.id, run) : trigger;
         const listed = await this.#directory.listUserSessions(userId, run);
+        // The repair sweep may not know the organisation: the user's sessions name it. A failed look-up throws:
+        // nothing is evicted rather than applying a smaller limit than the user may have.
+        const orgId = organizationId ?? listed.find((session) => session.userId === userId && session.organizationId)?.organizationId;
+        const limit = await this.#limits.limitFor(userId, orgId, run);
+        for (const source of limit.malformed) {
+          this.#logger.warn({ userId, orgId, source }, 'malformed session limit in metadata; using the next source');
+        }
         const decision = await this.#decide(userId, fresh ? [...listed, fresh] : listed, limit, trigger?.id, run);
         const actions = this.#actionsOf(decision);
         undone = actions.map((action) => action.session.id);
@@ -198,8 +200,13 @@ export class SessionLimitEnforcer {
    * the list was read. If any changed, decides again with what was read. A few rounds at most.
    */
   async #decide(userId: string, sessions: SessionRecord[], limit: ResolvedLimit, triggerId: string | undefined, run: CallRunner) {
-    const records = new Map(sessions.map((session) => [session.id, session]));
-    const verified = new Set<string>(triggerId ? [triggerId] : []);
+    // Of two records of one session (the trigger read before the lock, and the list), the more recently changed.
+    const records = new Map<string, SessionRecord>();
+    for (const session of sessions) {
+      const known = records.get(session.id);
+      if (!known || (session.changedAt ?? 0) >= (known.changedAt ?? 0)) records.set(session.id, session);
+    }
+    const verified = new Set<string>();
     for (let round = 0; ; round++) {
       const decision = chooseEvictions({
         userId,

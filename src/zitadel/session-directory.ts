@@ -153,31 +153,28 @@ export class ZitadelSessionDirectory implements SessionDirectory {
   }
 
   /**
-   * One page of the whole instance's sessions, oldest first, created at or after `fromMs` (keyset paging: robust
-   * against deletions made while paging), skipping the first `skip` of them (those already seen at `fromMs`).
+   * One page of the whole instance's sessions, oldest first, created at or after `from` (keyset paging: robust
+   * against deletions made while paging), after skipping `offset` of them. Each record comes with its creation
+   * time exactly as ZITADEL sent it (microseconds do not survive a round trip through float milliseconds).
    */
-  async listInstancePage(fromMs: number | undefined, skip: number, run: CallRunner = runOnce): Promise<SessionRecord[]> {
+  async listInstancePage(
+    from: Timestamp | undefined,
+    offset: number,
+    run: CallRunner = runOnce,
+  ): Promise<{ session: SessionRecord; created: Timestamp | undefined }[]> {
     return run('ListSessions', async (timeoutMs) => {
       try {
         const { sessions } = await this.#client.listSessions(
           {
-            query: { offset: BigInt(skip), limit: this.#pageSize, asc: true },
-            queries:
-              fromMs === undefined
-                ? []
-                : [
-                    {
-                      query: {
-                        case: 'creationDateQuery',
-                        value: { creationDate: timestampFromMs(fromMs), method: TimestampQueryMethod.GREATER_OR_EQUALS },
-                      },
-                    },
-                  ],
+            query: { offset: BigInt(offset), limit: this.#pageSize, asc: true },
+            queries: from
+              ? [{ query: { case: 'creationDateQuery', value: { creationDate: from, method: TimestampQueryMethod.GREATER_OR_EQUALS } } }]
+              : [],
             sortingColumn: SessionFieldName.CREATION_DATE,
           },
           { timeoutMs },
         );
-        return sessions.map(toSessionRecord);
+        return sessions.map((session) => ({ session: toSessionRecord(session), created: session.creationDate }));
       } catch (error) {
         throw new ZitadelCallError('ListSessions', error);
       }

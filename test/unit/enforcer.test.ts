@@ -123,3 +123,34 @@ t.test('enforcements of one user never overlap between list and delete; differen
   const firstDone = events.findIndex((event) => event.startsWith('done'));
   t.ok(events.slice(0, firstDone).includes('list alice') && events.slice(0, firstDone).includes('list bob'), 'alice and bob were listed side by side');
 });
+
+t.test('a trigger record read before the list never overrides a newer listed record of the same session', async (t) => {
+  // X re-authenticates between the trigger's GetSession and the ListSessions: the list holds the newer X.
+  const x = { ...s('x', 30), changedAt: NOW - 30 * MIN };
+  const y = { ...s('y', 10), changedAt: NOW - 10 * MIN };
+  const newerX = { ...x, verifiedAt: { password: NOW - MIN }, changedAt: NOW - MIN };
+  let reads = 0;
+  const seam: SessionDirectory = {
+    getSession: async (id) => (id === 'x' ? (reads++ === 0 ? x : newerX) : y),
+    listUserSessions: async () => [newerX, y],
+    deleteSession: async (id) => void deleted.push(id),
+  };
+  const deleted: string[] = [];
+  const enforcer = new SessionLimitEnforcer({ directory: seam, limits: 1, logger: createLogger('silent'), now: () => NOW });
+  await enforcer.enforce('x');
+  t.same(deleted, ['y'], 'x, the most recently authenticated, stays');
+});
+
+t.test('the repair path (no trigger, no organisation given) takes the organisation from the sessions for its limit', async (t) => {
+  const { seam, deleted } = directory([s('a', 30), s('b', 20), s('c', 10)]);
+  const asked: (string | undefined)[] = [];
+  const enforcer = new SessionLimitEnforcer({
+    directory: seam,
+    limits: { limitFor: async (_user, org) => (asked.push(org), { limit: org === 'org' ? 'unlimited' : 1, source: 'org-metadata', malformed: [] }) },
+    logger: createLogger('silent'),
+    now: () => NOW,
+  });
+  await enforcer.enforceUser('alice');
+  t.same(asked, ['org']);
+  t.same(deleted, [], 'the organisation\'s unlimited applies, not the default');
+});
