@@ -81,6 +81,9 @@ export class RedisUserLock implements UserLock {
       } catch (error) {
         this.#unusable(`Redis error: ${(error as Error).message}`);
         this.#onFallback?.();
+        // The SET may have reached Redis although the client gave up on it: release our token, if it is there,
+        // so that the other replicas are not kept waiting for its expiry.
+        void this.redis.eval(RELEASE, 1, key, token).catch(() => undefined);
         return task(waited);
       }
       if (!acquired) throw new BudgetExhaustedError('the per-user lock in Redis', 1, new Error('held by another replica'));

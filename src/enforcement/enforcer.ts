@@ -126,7 +126,7 @@ export class SessionLimitEnforcer {
 
   /** Enforces the limit for the user of `sessionId`, the session whose login triggered the webhook. */
   async enforce(sessionId: string): Promise<EnforcementResult> {
-    return this.#bounded(async (run) => {
+    return this.#bounded(async (run, budget) => {
       // GetSession finds the user and brings ZITADEL's session projection up to date, so the list is current.
       const session = await this.#directory.getSession(sessionId, run);
       const dryRun = this.#policy.dryRun;
@@ -134,16 +134,16 @@ export class SessionLimitEnforcer {
       if (!session.userId || lastAuthenticatedAt(session) === undefined) {
         return { outcome: 'login-in-progress', userId: session.userId, evicted: [], pruned: [], dryRun };
       }
-      return this.#enforceUser(session.userId, session.organizationId, run, session);
+      return this.#enforceUser(session.userId, session.organizationId, run, budget, session);
     });
   }
 
   /** Enforces the limit for one user with no triggering login (the repair sweep: `enforce --user`, `--all`). */
   async enforceUser(userId: string, organizationId?: string): Promise<EnforcementResult> {
-    return this.#bounded((run) => this.#enforceUser(userId, organizationId, run, undefined));
+    return this.#bounded((run, budget) => this.#enforceUser(userId, organizationId, run, budget, undefined));
   }
 
-  async #bounded(work: (run: CallRunner) => Promise<EnforcementResult>): Promise<EnforcementResult> {
+  async #bounded(work: (run: CallRunner, budget: Budget) => Promise<EnforcementResult>): Promise<EnforcementResult> {
     // Shed load instead of piling up work while ZITADEL is slow or down.
     if (this.#inFlight >= this.#maxConcurrent) throw new ServiceError('ERR_OVERLOADED');
     this.#inFlight += 1;
@@ -161,17 +161,18 @@ export class SessionLimitEnforcer {
         },
       });
     try {
-      return await work(run);
+      return await work(run, budget);
     } finally {
       this.#inFlight -= 1;
       stopTimer?.();
     }
   }
 
-  async #enforceUser(userId: string, organizationId: string | undefined, run: CallRunner, trigger: SessionRecord | undefined) {
+  async #enforceUser(userId: string, organizationId: string | undefined, run: CallRunner, budget: Budget, trigger: SessionRecord | undefined) {
     let undone: string[] = [];
     try {
-      return await this.#lock.run(userId, this.#budgetMs, async (waited) => {
+      // The lock may be waited for, and is held, only for what is left of the budget.
+      return await this.#lock.run(userId, budget.remaining(), async (waited) => {
         // Another enforcement of this user ran while we waited: read again so that the list reflects its deletes.
         const fresh = trigger && waited ? await this.#directory.getSession(trigger.id, run) : trigger;
         const listed = await this.#directory.listUserSessions(userId, run);
