@@ -20,7 +20,6 @@ export interface Service {
   directory: ZitadelSessionDirectory;
   enforcer: SessionLimitEnforcer;
   metrics: Metrics;
-  credentials: AccessTokenSource;
   /** Stops accepting, lets enforcements in flight finish, then closes the connection to ZITADEL. */
   close(): Promise<void>;
 }
@@ -29,6 +28,8 @@ export interface ComposeOptions {
   /** Process metrics (event loop, memory); off in tests that build many services in one process. */
   defaultMetrics?: boolean;
   pageSize?: number;
+  /** ZITADEL calls started per second at most (the repair sweep's --rate). */
+  maxCallsPerSecond?: number;
 }
 
 export function credentialsFor(config: Pick<Config, 'credentials' | 'zitadelUrl'>): AccessTokenSource {
@@ -49,6 +50,7 @@ export async function composeService(config: Config, logger: Logger, options: Co
     credentials,
     timeoutMs: config.zitadelTimeoutMs,
     maxInFlight: config.maxZitadelCalls,
+    maxCallsPerSecond: options.maxCallsPerSecond,
     observe: (method, result, seconds) => {
       metrics.zitadelCalls.inc({ method, result });
       metrics.zitadelCallDuration.observe({ method }, seconds);
@@ -93,7 +95,6 @@ export async function composeService(config: Config, logger: Logger, options: Co
     directory,
     enforcer,
     metrics,
-    credentials,
     async close() {
       try {
         await app.close();

@@ -1,13 +1,8 @@
 import { parseArgs } from 'node:util';
 import { repairAll, type RepairSummary } from '../admin/repair.js';
 import { ConfigError, loadConfig } from '../config.js';
-import { SessionLimitEnforcer } from '../enforcement/enforcer.js';
 import { createLogger } from '../logger.js';
-import { RedisUserLock } from '../redis-lock.js';
-import { credentialsFor } from '../service.js';
-import { ZitadelConnection } from '../zitadel/connection.js';
-import { MetadataLimits } from '../zitadel/metadata.js';
-import { ZitadelSessionDirectory } from '../zitadel/session-directory.js';
+import { composeService } from '../service.js';
 import { UsageError } from './admin.js';
 
 export const enforceHelp = `Usage: zitadel-session-limiter enforce --user ID [--dry-run] [--json]
@@ -71,26 +66,13 @@ export async function enforceCommand(argv: string[]): Promise<number> {
     throw error;
   }
   const logger = createLogger(config.logLevel === 'info' ? 'warn' : config.logLevel, process.stderr);
-  const connection = new ZitadelConnection({
-    baseUrl: config.zitadelUrl,
-    credentials: credentialsFor(config),
-    timeoutMs: config.zitadelTimeoutMs,
-    maxInFlight: config.maxZitadelCalls,
-    maxCallsPerSecond: rate,
-  });
-  const lock = config.redisUrl ? new RedisUserLock({ url: config.redisUrl, logger }) : undefined;
-  const directory = new ZitadelSessionDirectory(connection.transport);
-  const enforcer = new SessionLimitEnforcer({
-    directory,
-    limits: config.limitMetadataKey
-      ? new MetadataLimits(connection.transport, { key: config.limitMetadataKey, fallback: config.sessionLimit, cacheSeconds: config.limitCacheSeconds })
-      : config.sessionLimit,
-    policy: { ...config.policy, dryRun: config.policy.dryRun || values['dry-run'] },
+  // The service's own composition (credentials, metadata limits, Redis lock, policies), with a longer budget for
+  // the sweep, the --dry-run switch and paced ZITADEL calls; its HTTP app is built but never listens.
+  const { directory, enforcer, lock, close } = await composeService(
+    { ...config, enforceBudgetMs: Math.max(config.enforceBudgetMs, 30_000), policy: { ...config.policy, dryRun: config.policy.dryRun || values['dry-run'] } },
     logger,
-    lock,
-    budgetMs: Math.max(config.enforceBudgetMs, 30_000),
-    callTimeoutMs: config.zitadelTimeoutMs,
-  });
+    { defaultMetrics: false, maxCallsPerSecond: rate },
+  );
   if (lock && !(await lock.ready(5000))) logger.warn('Redis is not reachable: enforcing without the cross-replica lock');
   try {
     if (values.user) {
@@ -104,7 +86,7 @@ export async function enforceCommand(argv: string[]): Promise<number> {
     }
     const progress = progressPrinter();
     const summary = await repairAll({ directory, enforcer, createdSince: since, concurrency, dryRun: values['dry-run'], onProgress: progress.update });
-    progress.done(summary);
+    progress.done();
     if (values.json) console.log(JSON.stringify(summary, null, 2));
     else {
       const verb = summary.dryRun ? 'would be evicted' : 'evicted';
@@ -116,8 +98,7 @@ export async function enforceCommand(argv: string[]): Promise<number> {
     }
     return summary.failures.length > 0 ? 1 : 0;
   } finally {
-    connection.close();
-    await lock?.close();
+    await close();
   }
 }
 
@@ -134,7 +115,7 @@ function progressPrinter() {
       else return;
       last = now;
     },
-    done(_summary: RepairSummary) {
+    done() {
       if (tty) process.stderr.write('\n');
     },
   };

@@ -81,6 +81,16 @@ export function whyNotCounted(session: SessionRecord, userId: string, now: numbe
   return undefined;
 }
 
+/** One record per session: of two records of one session, the more recently changed (ties: the one given last). */
+export function latestRecords(sessions: Iterable<SessionRecord>): Map<string, SessionRecord> {
+  const latest = new Map<string, SessionRecord>();
+  for (const session of sessions) {
+    const known = latest.get(session.id);
+    if (!known || (session.changedAt ?? 0) >= (known.changedAt ?? 0)) latest.set(session.id, session);
+  }
+  return latest;
+}
+
 /** Compares numeric ZITADEL ids as numbers (shorter is smaller), anything else as text. */
 function compareIds(a: string, b: string): number {
   if (a.length !== b.length && /^\d+$/.test(a) && /^\d+$/.test(b)) return a.length - b.length;
@@ -158,11 +168,7 @@ export function chooseEvictions({ userId, sessions, now, policy, triggerId }: De
   if (limit !== 'unlimited' && (!Number.isInteger(limit) || limit < 1)) {
     throw new RangeError(`limit must be an integer >= 1 or "unlimited", got ${limit}`);
   }
-  const latest = new Map<string, SessionRecord>();
-  for (const session of sessions) {
-    const known = latest.get(session.id);
-    if (!known || (session.changedAt ?? 0) >= (known.changedAt ?? 0)) latest.set(session.id, session);
-  }
+  const latest = latestRecords(sessions);
   const ranked: RankedSession[] = [];
   const notCounted: EvictionDecision['notCounted'] = [];
   for (const session of latest.values()) {

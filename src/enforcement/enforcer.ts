@@ -3,7 +3,7 @@ import type { Logger } from 'pino';
 import { ServiceError } from '../errors.js';
 import type { Metrics } from '../metrics.js';
 import { ZitadelCallError, type CallRunner, type SessionDirectory } from '../zitadel/session-directory.js';
-import { chooseEvictions, lastAuthenticatedAt, type CountBy, type EvictionDecision, type OnLimit, type SessionRecord } from './decision.js';
+import { chooseEvictions, lastAuthenticatedAt, latestRecords, type CountBy, type EvictionDecision, type OnLimit, type SessionRecord } from './decision.js';
 import { FixedLimit, type LimitSourceLookup, type ResolvedLimit } from './limits.js';
 import { Budget, withRetries } from './retry.js';
 import { InProcessUserLock, type UserLock } from './user-lock.js';
@@ -119,11 +119,6 @@ export class SessionLimitEnforcer {
     this.#random = options.random ?? Math.random;
   }
 
-  /** Enforcements running or waiting now. */
-  get inFlight(): number {
-    return this.#inFlight;
-  }
-
   /** Enforces the limit for the user of `sessionId`, the session whose login triggered the webhook. */
   async enforce(sessionId: string): Promise<EnforcementResult> {
     return this.#bounded(async (run, budget) => {
@@ -202,11 +197,7 @@ export class SessionLimitEnforcer {
    */
   async #decide(userId: string, sessions: SessionRecord[], limit: ResolvedLimit, triggerId: string | undefined, run: CallRunner) {
     // Of two records of one session (the trigger read before the lock, and the list), the more recently changed.
-    const records = new Map<string, SessionRecord>();
-    for (const session of sessions) {
-      const known = records.get(session.id);
-      if (!known || (session.changedAt ?? 0) >= (known.changedAt ?? 0)) records.set(session.id, session);
-    }
+    const records = latestRecords(sessions);
     const verified = new Set<string>();
     for (let round = 0; ; round++) {
       const decision = chooseEvictions({
