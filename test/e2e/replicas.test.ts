@@ -69,7 +69,9 @@ t.test('two service processes sharing one Redis: 20 logins of one user at once, 
   t.same(final, logins.slice(-3).sort(), 'exactly the limit remains: the most recently authenticated');
   const deleted = new Set(state.calls.filter((c) => c.method === 'DeleteSession').map((c) => c.sessionId));
   t.notOk(final.some((id) => deleted.has(id)), 'no session of the final set was ever deleted');
-  t.ok(replicas.every((replica) => replica.output().includes('"outcome":"enforced"')), 'both replicas enforced');
+  // Each replica handled its webhooks (coalesced per user: a trigger evicted by the other replica meanwhile reads as
+  // session-not-found, which is right).
+  t.ok(replicas.every((replica) => /"outcome":"(enforced|session-not-found)"/.test(replica.output())), 'both replicas enforced');
   t.ok(replicas.every((replica) => !replica.output().includes('without the cross-replica lock')), 'both held the Redis lock');
 
   // The repair sweep, from the command line, with the same configuration.

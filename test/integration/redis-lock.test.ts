@@ -1,4 +1,5 @@
 import t from 'tap';
+import { Budget } from '../../src/enforcement/retry.js';
 import { createLogger } from '../../src/logger.js';
 import { RedisUserLock } from '../../src/redis-lock.js';
 import { startRedis } from '../helpers/redis.js';
@@ -26,8 +27,8 @@ t.test('two replicas\' locks on one Redis never run one user\'s turns at once; o
   };
   const runs = [];
   for (let i = 0; i < 12; i++) {
-    runs.push(replicas[i % 2]!.run('alice', 5000, turn('alice')));
-    runs.push(replicas[(i + 1) % 2]!.run('bob', 5000, turn('bob')));
+    runs.push(replicas[i % 2]!.run('alice', new Budget(5000), turn('alice')));
+    runs.push(replicas[(i + 1) % 2]!.run('bob', new Budget(5000), turn('bob')));
   }
   const waited = await Promise.all(runs);
   t.equal(overlap, 0, 'no two turns of one user at once, across the two replicas');
@@ -46,17 +47,17 @@ t.test('a lock is released only by its owner, and a busy lock times out within t
   // A holds the lock past its expiry; B takes it over; A finishing must not release B's lock.
   let releaseB!: () => void;
   const bHolds = new Promise<void>((resolve) => (releaseB = resolve));
-  const aTurn = a!.run('carol', 100, async () => {
+  const aTurn = a!.run('carol', new Budget(100), async () => {
     await tick(250);
   });
   await tick(150);
-  const bTurn = b!.run('carol', 2000, async () => {
+  const bTurn = b!.run('carol', new Budget(2000), async () => {
     await bHolds;
   });
   await aTurn;
   const key = 'zitadel-session-limiter:user:carol';
   t.ok(await a!.redis.get(key), 'B\'s lock is still there after A finished');
-  await t.rejects(a!.run('carol', 100, async () => 'never'), /per-user lock in Redis/, 'a busy lock times out within the budget');
+  await t.rejects(a!.run('carol', new Budget(100), async () => 'never'), /turn was held by another replica/, 'a busy lock times out within the budget');
   releaseB();
   await bTurn;
   t.equal(await a!.redis.get(key), null, 'released by its owner');
