@@ -55,7 +55,8 @@ export async function composeService(config: Config, logger: Logger, options: Co
     maxCallsPerSecond: options.maxCallsPerSecond,
     observe: (method, result, seconds) => {
       metrics.zitadelCalls.inc({ method, result });
-      metrics.zitadelCallDuration.observe({ method }, seconds);
+      // A call that never left the MAX_ZITADEL_CALLS queue took no time in ZITADEL.
+      if (result !== 'QueueTimeout') metrics.zitadelCallDuration.observe({ method }, seconds);
     },
   });
   const lock = config.redisUrl

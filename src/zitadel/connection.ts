@@ -64,10 +64,19 @@ export class ZitadelConnection {
     const interval = options.maxCallsPerSecond ? 1000 / options.maxCallsPerSecond : 0;
     const queue = new PQueue({ concurrency: options.maxInFlight ?? 64, ...(interval > 0 ? { interval, intervalCap: 1 } : {}) });
     const bounded: Interceptor = (next) => async (request) => {
+      let started = false;
       try {
-        return await queue.add(() => next(request), { signal: request.signal });
+        return await queue.add(
+          () => {
+            started = true;
+            return next(request);
+          },
+          { signal: request.signal },
+        );
       } catch (error) {
-        if (request.signal.aborted && !(error instanceof ConnectError)) {
+        // Counted apart (result "QueueTimeout"): the time went waiting for MAX_ZITADEL_CALLS, not in ZITADEL.
+        if (!started) {
+          options.observe?.(request.method.name, 'QueueTimeout', 0);
           throw new ConnectError(`${request.method.name} waited for a free call slot (MAX_ZITADEL_CALLS) until its deadline`, Code.DeadlineExceeded);
         }
         throw error;
