@@ -17,6 +17,7 @@ export interface Config {
   credentials: ZitadelCredentials;
   /** Deadline of every ZITADEL call. */
   zitadelTimeoutMs: number;
+  /** ZITADEL_SIGNING_KEYS; empty only for commands that serve no webhook (`servesWebhooks: false`). */
   signingKeys: string[];
   sessionLimit: number;
   signatureToleranceSeconds: number;
@@ -86,6 +87,17 @@ function required(name: string, what: string) {
   );
 }
 
+/** ZITADEL_SIGNING_KEYS, once given: one key or several separated by commas. */
+const signingKeysValue = z
+  .string()
+  .transform((value) => value.split(',').map((key) => key.trim()))
+  .refine((keys) => keys.every((key) => key.length > 0), {
+    error: 'ZITADEL_SIGNING_KEYS must be one key or several separated by single commas, with no empty entry',
+  })
+  .refine((keys) => keys.every((key) => !/\s/.test(key)), {
+    error: 'ZITADEL_SIGNING_KEYS: a key must not contain whitespace',
+  });
+
 const schema = z.object({
   ZITADEL_URL: required('ZITADEL_URL', 'the base URL of your ZITADEL instance, e.g. https://my-instance.zitadel.cloud').pipe(
     z.string().refine(
@@ -145,17 +157,7 @@ const schema = z.object({
   ZITADEL_SIGNING_KEYS: required(
     'ZITADEL_SIGNING_KEYS',
     "the target's signing key from ZITADEL; during a rotation several, separated by commas",
-  ).pipe(
-    z
-      .string()
-      .transform((value) => value.split(',').map((key) => key.trim()))
-      .refine((keys) => keys.every((key) => key.length > 0), {
-        error: 'ZITADEL_SIGNING_KEYS must be one key or several separated by single commas, with no empty entry',
-      })
-      .refine((keys) => keys.every((key) => !/\s/.test(key)), {
-        error: 'ZITADEL_SIGNING_KEYS: a key must not contain whitespace',
-      }),
-  ),
+  ).pipe(signingKeysValue),
   SESSION_LIMIT: integer('SESSION_LIMIT', 1, 10_000, 2),
   SIGNATURE_TOLERANCE_SECONDS: integer('SIGNATURE_TOLERANCE_SECONDS', 1, 3600, 300),
   PORT: integer('PORT', 0, 65_535, 8080),
@@ -165,6 +167,19 @@ const schema = z.object({
     z.enum(logLevels, { error: `LOG_LEVEL must be one of ${logLevels.join(', ')}` }).default('info'),
   ),
 });
+
+/**
+ * For commands that serve no webhook (`enforce`, `doctor`): the signing keys are optional. A cron job has no
+ * business holding the webhook secret; keys that are given are still checked (doctor compares them).
+ */
+const schemaWithoutWebhooks = schema.extend({
+  ZITADEL_SIGNING_KEYS: z.preprocess(blankToUndefined, signingKeysValue.optional()).transform((keys) => keys ?? []),
+});
+
+export interface LoadOptions {
+  /** `true` (default): the service, which verifies webhooks and needs ZITADEL_SIGNING_KEYS; `false`: other commands. */
+  servesWebhooks?: boolean;
+}
 
 export class ConfigError extends Error {
   readonly problems: string[];
@@ -182,8 +197,8 @@ export interface LoadedConfig {
 }
 
 /** Reads and validates the configuration; throws `ConfigError` listing every problem, one line each. */
-export function loadConfig(env: Record<string, string | undefined>): LoadedConfig {
-  const result = schema.safeParse(env);
+export function loadConfig(env: Record<string, string | undefined>, options: LoadOptions = {}): LoadedConfig {
+  const result = (options.servesWebhooks === false ? schemaWithoutWebhooks : schema).safeParse(env);
   // Our own messages name the variable; zod's defaults never echo the input, so no secret can leak here.
   const problems = result.success
     ? []

@@ -17,9 +17,9 @@ Checks a deployment, one PASS / FAIL / WARN / SKIP line each; exits 1 if anythin
   - WARN for each OIDC app where an eviction does not really sign the device out: no back-channel logout URI,
     JWT access tokens, refresh tokens granted                     (needs ZITADEL_ADMIN_TOKEN)
 
-It reads the service's own environment (ZITADEL_URL, ZITADEL_TOKEN or ZITADEL_KEY_FILE, ZITADEL_SIGNING_KEYS)
-plus ZITADEL_ADMIN_TOKEN; run it where the service's configuration is, e.g. "fly ssh console -C
-'zitadel-session-limiter doctor'".
+It reads the service's own environment (ZITADEL_URL, ZITADEL_TOKEN or ZITADEL_KEY_FILE, and ZITADEL_SIGNING_KEYS
+if set: without it the key check is skipped) plus ZITADEL_ADMIN_TOKEN; run it where the service's configuration
+is, e.g. "fly ssh console -C 'zitadel-session-limiter doctor'".
 
   --name NAME      the target's name                          default session-limiter
   --endpoint URL   check this endpoint instead of the target's
@@ -47,7 +47,7 @@ export async function doctorCommand(argv: string[]): Promise<number> {
 
   let config;
   try {
-    ({ config } = loadConfig(process.env));
+    ({ config } = loadConfig(process.env, { servesWebhooks: false })); // the signing keys are optional here
   } catch (error) {
     if (!(error instanceof ConfigError)) throw error;
     return print(error.problems.map((problem) => ({ status: 'FAIL' as const, check: 'configuration', detail: problem })));
