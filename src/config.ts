@@ -43,7 +43,27 @@ export interface Config {
   maxZitadelCalls: number;
   /** Several replicas: the cross-replica per-user lock. Undefined: in-process serialisation only. */
   redisUrl: string | undefined;
+  /** The HTTP server's bounds on slow clients and open connections. */
+  server: ServerLimits;
 }
+
+/** What a slow or greedy client may hold of the HTTP server. */
+export interface ServerLimits {
+  /** A request (headers and body) not received whole within this is answered 408 and its connection closed. */
+  requestTimeoutMs: number;
+  /** An idle keep-alive connection is closed after this. */
+  keepAliveTimeoutMs: number;
+  /** Connections open at once; more are closed as soon as they are accepted. */
+  maxConnections: number;
+}
+
+export const DEFAULT_SERVER_LIMITS: ServerLimits = {
+  requestTimeoutMs: 30_000,
+  // Longer than the idle timeout of common HTTP clients and proxies (60 s), so that it is always the client that
+  // closes an idle connection: a server closing one while the client reuses it fails a webhook.
+  keepAliveTimeoutMs: 72_000,
+  maxConnections: 1000,
+};
 
 export const DEFAULT_DENY_MESSAGE =
   'You are signed in on too many devices. Sign out on another device, then try again.';
@@ -98,19 +118,48 @@ const signingKeysValue = z
     error: 'ZITADEL_SIGNING_KEYS: a key must not contain whitespace',
   });
 
+const ZITADEL_URL_PROBLEM = 'ZITADEL_URL must be an https:// (or, for a local ZITADEL, http://) URL without credentials';
+
+/**
+ * ZITADEL_URL as the service accepts it (the admin commands use the same rule): an http(s) URL without
+ * `user:password@`; undefined otherwise. The value is never echoed: it may hold credentials.
+ */
+export function parseZitadelUrl(value: string): URL | undefined {
+  try {
+    const url = new URL(value);
+    return (url.protocol === 'https:' || url.protocol === 'http:') && url.username === '' && url.password === '' ? url : undefined;
+  } catch {
+    return undefined;
+  }
+}
+
+/**
+ * Reads ZITADEL_URL for a command that sends a token to it: the URL, or a ConfigError whose message says what is
+ * wrong without the value. `required`: what to say when it is unset.
+ */
+export function readZitadelUrl(value: string | undefined, required: string): URL {
+  const trimmed = value?.trim();
+  if (!trimmed) throw new ConfigError([`ZITADEL_URL is required: ${required}`]);
+  const url = parseZitadelUrl(trimmed);
+  if (!url) throw new ConfigError([ZITADEL_URL_PROBLEM]);
+  return url;
+}
+
+/**
+ * The warning for a token sent over plain http:// to a host that is not loopback; undefined when there is none.
+ * `what`: which token travels (the access token, the admin token).
+ */
+export function plainHttpWarning(url: URL, what: string): string | undefined {
+  if (url.protocol !== 'http:' || isLoopback(url.hostname)) return undefined;
+  return (
+    `ZITADEL_URL uses plain http:// to ${url.hostname}, which is not a loopback address: ${what} ` +
+    'travels unencrypted. Use https:// outside local development.'
+  );
+}
+
 const schema = z.object({
   ZITADEL_URL: required('ZITADEL_URL', 'the base URL of your ZITADEL instance, e.g. https://my-instance.zitadel.cloud').pipe(
-    z.string().refine(
-      (value) => {
-        try {
-          const url = new URL(value);
-          return (url.protocol === 'https:' || url.protocol === 'http:') && url.username === '' && url.password === '';
-        } catch {
-          return false;
-        }
-      },
-      { error: 'ZITADEL_URL must be an https:// (or, for a local ZITADEL, http://) URL without credentials' },
-    ),
+    z.string().refine((value) => parseZitadelUrl(value) !== undefined, { error: ZITADEL_URL_PROBLEM }),
   ),
   ZITADEL_TOKEN: z.preprocess(
     blankToUndefined,
@@ -137,6 +186,9 @@ const schema = z.object({
   ENFORCE_BUDGET_MS: integer('ENFORCE_BUDGET_MS', 100, 120_000, 5000),
   MAX_CONCURRENT_ENFORCEMENTS: integer('MAX_CONCURRENT_ENFORCEMENTS', 1, 100_000, 256),
   MAX_ZITADEL_CALLS: integer('MAX_ZITADEL_CALLS', 1, 10_000, 64),
+  REQUEST_TIMEOUT_MS: integer('REQUEST_TIMEOUT_MS', 1000, 600_000, DEFAULT_SERVER_LIMITS.requestTimeoutMs),
+  KEEP_ALIVE_TIMEOUT_MS: integer('KEEP_ALIVE_TIMEOUT_MS', 1000, 600_000, DEFAULT_SERVER_LIMITS.keepAliveTimeoutMs),
+  MAX_CONNECTIONS: integer('MAX_CONNECTIONS', 1, 1_000_000, DEFAULT_SERVER_LIMITS.maxConnections),
   REDIS_URL: z.preprocess(
     blankToUndefined,
     z
@@ -224,12 +276,8 @@ export function loadConfig(env: Record<string, string | undefined>, options: Loa
         'check that the target\'s key was copied whole, not a placeholder',
     );
   }
-  if (zitadelUrl.protocol === 'http:' && !isLoopback(zitadelUrl.hostname)) {
-    warnings.push(
-      `ZITADEL_URL uses plain http:// to ${zitadelUrl.hostname}, which is not a loopback address: the access token ` +
-        'travels unencrypted. Use https:// outside local development.',
-    );
-  }
+  const plainHttp = plainHttpWarning(zitadelUrl, 'the access token');
+  if (plainHttp) warnings.push(plainHttp);
   return {
     config: {
       zitadelUrl,
@@ -256,6 +304,11 @@ export function loadConfig(env: Record<string, string | undefined>, options: Loa
       maxConcurrentEnforcements: env_.MAX_CONCURRENT_ENFORCEMENTS,
       maxZitadelCalls: env_.MAX_ZITADEL_CALLS,
       redisUrl: env_.REDIS_URL,
+      server: {
+        requestTimeoutMs: env_.REQUEST_TIMEOUT_MS,
+        keepAliveTimeoutMs: env_.KEEP_ALIVE_TIMEOUT_MS,
+        maxConnections: env_.MAX_CONNECTIONS,
+      },
     },
     warnings,
   };

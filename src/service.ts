@@ -95,6 +95,7 @@ export async function composeService(config: Config, logger: Logger, options: Co
     denyMessage: config.denyMessage,
     readiness: createReadinessCheck({ connection, directory, redis: lock }),
     exposeMetrics: config.metricsPort === undefined,
+    limits: config.server,
   });
   return {
     app,

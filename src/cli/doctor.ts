@@ -1,6 +1,6 @@
 import { parseArgs } from 'node:util';
 import { runDoctor, type CheckResult } from '../admin/doctor.js';
-import { ConfigError, loadConfig } from '../config.js';
+import { ConfigError, loadConfig, plainHttpWarning } from '../config.js';
 import { credentialsFor } from '../service.js';
 import { ActionApi } from '../zitadel/action-api.js';
 import { ZitadelConnection } from '../zitadel/connection.js';
@@ -46,14 +46,18 @@ export async function doctorCommand(argv: string[]): Promise<number> {
   };
 
   let config;
+  let warnings: string[];
   try {
-    ({ config } = loadConfig(process.env, { servesWebhooks: false })); // the signing keys are optional here
+    ({ config, warnings } = loadConfig(process.env, { servesWebhooks: false })); // the signing keys are optional here
   } catch (error) {
     if (!(error instanceof ConfigError)) throw error;
     return print(error.problems.map((problem) => ({ status: 'FAIL' as const, check: 'configuration', detail: problem })));
   }
-  const runtime = new ZitadelConnection({ baseUrl: config.zitadelUrl, credentials: credentialsFor(config), timeoutMs: config.zitadelTimeoutMs });
   const adminToken = process.env.ZITADEL_ADMIN_TOKEN?.trim();
+  // Before any token is sent: a warning on stderr when one would travel unencrypted.
+  if (adminToken) warnings.push(plainHttpWarning(config.zitadelUrl, 'the admin token') ?? '');
+  for (const warning of warnings.filter(Boolean)) process.stderr.write(`warning: ${warning}\n`);
+  const runtime = new ZitadelConnection({ baseUrl: config.zitadelUrl, credentials: credentialsFor(config), timeoutMs: config.zitadelTimeoutMs });
   const adminConnection = adminToken
     ? new ZitadelConnection({ baseUrl: config.zitadelUrl, credentials: new PersonalAccessToken(adminToken), timeoutMs: config.zitadelTimeoutMs })
     : undefined;

@@ -1,7 +1,8 @@
 import { Code, ConnectError, type Interceptor, type Transport } from '@connectrpc/connect';
-import { createGrpcTransport, Http2SessionManager } from '@connectrpc/connect-node';
+import { createGrpcTransport, type Http2SessionManager } from '@connectrpc/connect-node';
 import PQueue from 'p-queue';
 import type { AccessTokenSource } from './credentials.js';
+import { GuardedHttp2SessionManager, protocolFailureAsUnavailable } from './protocol-failure.js';
 import { UNAVAILABLE_CODES } from './session-directory.js';
 
 /** The outcome of one ZITADEL call: `ok` or the gRPC code's name (e.g. `Unavailable`). */
@@ -36,7 +37,7 @@ export class ZitadelConnection {
   constructor(options: ZitadelConnectionOptions) {
     const baseUrl = String(options.baseUrl).replace(/\/+$/, '');
     // Our own session manager: it pings idle connections, and close() can abort it (a test server would hang).
-    this.#sessions = new Http2SessionManager(baseUrl, { pingIntervalMs: 30_000, idleConnectionTimeoutMs: 60_000 });
+    this.#sessions = new GuardedHttp2SessionManager(baseUrl, { pingIntervalMs: 30_000, idleConnectionTimeoutMs: 60_000 });
     // The token fetch waits at most for what is left of the call's deadline (the fetch itself is shared and bounded).
     const authenticate: Interceptor = (next) => async (request) => {
       request.header.set('authorization', `Bearer ${await options.credentials.token(request.signal)}`);
@@ -86,7 +87,7 @@ export class ZitadelConnection {
       baseUrl,
       sessionManager: this.#sessions,
       defaultTimeoutMs: options.timeoutMs ?? 5000,
-      interceptors: [bounded, observe, authenticate],
+      interceptors: [bounded, observe, authenticate, protocolFailureAsUnavailable],
     });
   }
 
