@@ -42,9 +42,11 @@ export function buildApp(options: AppOptions): FastifyInstance {
   app.get('/healthz', async () => ({ status: 'ok' }));
 
   app.get('/readyz', async (_request, reply) => {
-    const readiness = options.readiness ? await options.readiness() : { ready: true, reason: 'no readiness check configured' };
-    const status = !readiness.ready ? 'not ready' : readiness.degraded ? 'degraded' : 'ready';
-    return reply.code(readiness.ready ? 200 : 503).send({ status, reason: readiness.reason, degraded: readiness.degraded });
+    // Public: which dependency fails and a stable code (README), never an address or an error text (those are logged).
+    const readiness: Readiness = options.readiness ? await options.readiness() : { ready: true, checks: {} };
+    const degraded = Object.values(readiness.checks).some((check) => check !== 'ok');
+    const status = !readiness.ready ? 'not ready' : degraded ? 'degraded' : 'ready';
+    return reply.code(readiness.ready ? 200 : 503).send({ status, checks: readiness.checks });
   });
 
   const { metrics } = options;

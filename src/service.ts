@@ -86,7 +86,7 @@ export async function composeService(config: Config, logger: Logger, options: Co
     signingKeys: config.signingKeys,
     signatureToleranceSeconds: config.signatureToleranceSeconds,
     denyMessage: config.denyMessage,
-    readiness: createReadinessCheck({ connection, directory, redis: lock }),
+    readiness: createReadinessCheck({ connection, directory, redis: lock, logger }),
     exposeMetrics: config.metricsPort === undefined,
   });
   return {
