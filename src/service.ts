@@ -66,6 +66,7 @@ export async function composeService(config: Config, logger: Logger, options: Co
         key: config.limitMetadataKey,
         fallback: config.sessionLimit,
         cacheSeconds: config.limitCacheSeconds,
+        callTimeoutMs: config.zitadelTimeoutMs,
       })
     : config.sessionLimit;
   const enforcer = new SessionLimitEnforcer({
