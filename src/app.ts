@@ -2,6 +2,7 @@ import Fastify, { LogController, type FastifyBaseLogger, type FastifyInstance } 
 import type { Logger } from 'pino';
 import { ServiceError } from './errors.js';
 import type { Metrics } from './metrics.js';
+import { createMetricsCollector } from './metrics-server.js';
 import { webhookRoutes, type WebhookOptions } from './webhook.js';
 import type { Readiness } from './zitadel/readiness.js';
 
@@ -51,9 +52,12 @@ export function buildApp(options: AppOptions): FastifyInstance {
 
   const { metrics } = options;
   if (metrics && options.exposeMetrics !== false) {
-    app.get('/metrics', async (_request, reply) =>
-      reply.type(metrics.registry.contentType).send(await metrics.registry.metrics()),
-    );
+    // Public here (no METRICS_PORT): a failing collection answers 500 without its error text, and is logged.
+    const collect = createMetricsCollector(metrics.registry, options.logger);
+    app.get('/metrics', async (_request, reply) => {
+      const answer = await collect();
+      return reply.code(answer.status).type(answer.contentType).send(answer.body);
+    });
   }
 
   app.register(webhookRoutes, {

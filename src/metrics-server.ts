@@ -3,29 +3,40 @@ import type { Logger } from 'pino';
 import type { Registry } from 'prom-client';
 import { isBindError, ListenError } from './listen.js';
 
+export interface MetricsAnswer {
+  status: 200 | 500;
+  contentType: string;
+  body: string;
+}
+
 /**
- * GET /metrics on a port of its own (METRICS_PORT), apart from the public one: Fly's scraper reads it on the private
- * network. A failing collection answers 500 and is logged (at most once a minute); it never becomes an unhandled
- * rejection.
+ * The Prometheus text of `registry`. A collection that fails answers 500 without its error text (/metrics may be
+ * public) and is logged, at most once a minute; it never becomes an unhandled rejection.
  */
-export function createMetricsServer(registry: Registry, logger: Logger, now: () => number = Date.now): http.Server {
+export function createMetricsCollector(registry: Registry, logger: Pick<Logger, 'error'>, now: () => number = Date.now): () => Promise<MetricsAnswer> {
   let lastLogged = -Infinity;
+  return async () => {
+    try {
+      return { status: 200, contentType: registry.contentType, body: await registry.metrics() };
+    } catch (error) {
+      if (now() - lastLogged >= 60_000) {
+        lastLogged = now();
+        logger.error({ err: error }, 'collecting /metrics failed; answered 500');
+      }
+      return { status: 500, contentType: 'text/plain; charset=utf-8', body: 'collecting metrics failed; see the service log\n' };
+    }
+  };
+}
+
+/** GET /metrics on a port of its own (METRICS_PORT), apart from the public one: Fly's scraper reads it on the private network. */
+export function createMetricsServer(registry: Registry, logger: Pick<Logger, 'error'>, now: () => number = Date.now): http.Server {
+  const collect = createMetricsCollector(registry, logger, now);
   return http.createServer((request, response) => {
     if (request.url !== '/metrics' || (request.method !== 'GET' && request.method !== 'HEAD')) {
       response.writeHead(404).end();
       return;
     }
-    registry.metrics().then(
-      (text) => response.writeHead(200, { 'content-type': registry.contentType }).end(text),
-      (error: unknown) => {
-        if (now() - lastLogged >= 60_000) {
-          lastLogged = now();
-          logger.error({ err: error }, 'collecting /metrics failed; answered 500');
-        }
-        if (!response.headersSent) response.writeHead(500, { 'content-type': 'text/plain' });
-        response.end('collecting metrics failed; see the service log\n');
-      },
-    );
+    void collect().then((answer) => response.writeHead(answer.status, { 'content-type': answer.contentType }).end(answer.body));
   });
 }
 

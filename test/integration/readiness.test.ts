@@ -1,3 +1,4 @@
+import { Gauge } from 'prom-client';
 import t, { type Test } from 'tap';
 import { startRedis } from '../helpers/redis.js';
 import { startStack, type Stack } from '../helpers/stack.js';
@@ -55,4 +56,21 @@ t.test('Redis down: 200 degraded, redis "not-connected", no address or error tex
   t.equal(answer.statusCode, 200, 'enforcement goes on without the lock');
   t.same(leaks(answer.body, [redis.port, portOf(s.simulator.url)]), [], 'nothing of the inside in the body', { body: answer.body });
   t.same(answer.json(), { status: 'degraded', checks: { zitadel: 'ok', redis: 'not-connected' } });
+});
+
+t.test('/metrics on the public port (no METRICS_PORT): a failing collection answers 500 without its error text, logged once', async (t) => {
+  const s = await stackOn(t);
+  new Gauge({
+    name: 'broken',
+    help: 'a gauge whose collection fails',
+    registers: [s.service.metrics.registry],
+    collect() {
+      throw new Error('the collector broke at 10.1.2.3');
+    },
+  });
+  const answers = [await s.app.inject({ method: 'GET', url: '/metrics' }), await s.app.inject({ method: 'GET', url: '/metrics' })];
+  t.same(answers.map((answer) => answer.statusCode), [500, 500]);
+  t.notMatch(answers[0]!.body, /collector|10\.1\.2\.3/, 'the error text stays in the log');
+  const logged = s.logs.lines.filter((line) => /collector broke/.test(JSON.stringify(line)));
+  t.equal(logged.length, 1, 'logged once, not once per scrape');
 });
