@@ -4,6 +4,7 @@ import { DEFAULT_SERVER_LIMITS, type ServerLimits } from './config.js';
 import { ServiceError, type ErrorCode } from './errors.js';
 import type { Metrics } from './metrics.js';
 import { answerClientError } from './http-client-errors.js';
+import { createMetricsCollector } from './metrics-server.js';
 import { toServiceError, webhookRoutes, type WebhookOptions } from './webhook.js';
 import type { Readiness } from './zitadel/readiness.js';
 
@@ -103,16 +104,21 @@ export function buildApp(options: AppOptions): FastifyInstance {
   app.get('/healthz', async () => ({ status: 'ok' }));
 
   app.get('/readyz', async (_request, reply) => {
-    const readiness = options.readiness ? await options.readiness() : { ready: true, reason: 'no readiness check configured' };
-    const status = !readiness.ready ? 'not ready' : readiness.degraded ? 'degraded' : 'ready';
-    return reply.code(readiness.ready ? 200 : 503).send({ status, reason: readiness.reason, degraded: readiness.degraded });
+    // Public: which dependency fails and a stable code (README), never an address or an error text (those are logged).
+    const readiness: Readiness = options.readiness ? await options.readiness() : { ready: true, checks: {} };
+    const degraded = Object.values(readiness.checks).some((check) => check !== 'ok');
+    const status = !readiness.ready ? 'not ready' : degraded ? 'degraded' : 'ready';
+    return reply.code(readiness.ready ? 200 : 503).send({ status, checks: readiness.checks });
   });
 
   const { metrics } = options;
   if (metrics && options.exposeMetrics !== false) {
-    app.get('/metrics', async (_request, reply) =>
-      reply.type(metrics.registry.contentType).send(await metrics.registry.metrics()),
-    );
+    // Public here (no METRICS_PORT): a failing collection answers 500 without its error text, and is logged.
+    const collect = createMetricsCollector(metrics.registry, options.logger);
+    app.get('/metrics', async (_request, reply) => {
+      const answer = await collect();
+      return reply.code(answer.status).type(answer.contentType).send(answer.body);
+    });
   }
 
   app.register(webhookRoutes, {
