@@ -111,7 +111,8 @@ t.test('paging: the directory reads every page; limits over 1000 are rejected', 
   state.seedSession({ userId: 'u2' });
   const listed = await directory('simulator-token', 10).listUserSessions('u1');
   t.equal(listed.length, 25);
-  t.same(state.calls.filter((c) => c.method === 'ListSessions').map((c) => [c.offset, c.limit]), [[0, 10], [10, 10], [20, 10]]);
+  // Keyset paging: each page asks for the sessions created at or after the last one seen (offset 0).
+  t.same(state.calls.filter((c) => c.method === 'ListSessions').map((c) => [c.offset, c.limit]), [[0, 10], [0, 10], [0, 10]]);
   const ascending = listed.map((s) => s.createdAt!);
   t.same(ascending, [...ascending].sort((a, b) => a - b), 'sorted by creation date');
 
