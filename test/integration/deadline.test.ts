@@ -117,3 +117,24 @@ t.test('a user\'s lock held by another replica: 503 ERR_BUSY within the budget, 
   t.equal((await s.send(fixtureFor('02-password.set-session', session))).statusCode, 204);
   t.ok(ttl > 0 && ttl <= BUDGET_MS + 5000, `the lock expires with the budget (+ 5 s margin): ${ttl} ms`);
 });
+
+t.test('--rate pacing: a call waiting for its start slot leaves the queue at its deadline', async (t) => {
+  const simulator = new ZitadelSimulator({ projectionMode: 'immediate' });
+  await simulator.listen();
+  t.teardown(() => simulator.close());
+  const results: string[] = [];
+  const connection = new ZitadelConnection({
+    baseUrl: simulator.url,
+    credentials: { token: async () => 'simulator-token' },
+    maxCallsPerSecond: 0.5,
+    observe: (_method, result) => void results.push(result),
+  });
+  t.teardown(() => connection.close());
+  const directory = new ZitadelSessionDirectory(connection.transport);
+  const run = (timeoutMs: number) => (<T>(_what: string, call: (ms: number | undefined) => Promise<T>) => call(timeoutMs)) as never;
+  t.equal(await directory.getSession('none', run(300)), undefined, 'the first call starts at once');
+  const { value, ms } = await timed(directory.getSession('none', run(300)).catch((error: unknown) => error));
+  t.match(value, { name: 'ZitadelCallError', grpcCode: 4 /* DeadlineExceeded */ }, 'the second would start 2 s later: it leaves at its deadline');
+  t.ok(ms < 300 + MARGIN_MS, `within its deadline: ${Math.round(ms)} ms`);
+  t.same(results, ['NotFound', 'QueueTimeout']);
+});
