@@ -309,7 +309,12 @@ export class SessionLimitEnforcer {
     slot.waiting = batch;
     batch.outcome = (async () => {
       try {
-        const inTime = await Budget.until(batch.deadline, this.#now).within(previous);
+        // Wait for the user's turn until the batch's deadline, which later joiners may push back meanwhile.
+        let inTime = false;
+        for (let until = -Infinity; !inTime && batch.deadline > until; ) {
+          until = batch.deadline;
+          inTime = await Budget.until(until, this.#now).within(previous);
+        }
         // From here on, webhooks of the user start a new batch: this one lists after all of its triggers arrived.
         if (slot.waiting === batch) slot.waiting = undefined;
         if (!inTime) throw new UserBusyError('this process');
