@@ -150,7 +150,7 @@ export const webhookRoutes: FastifyPluginAsync<WebhookOptions> = async (app: Fas
         'webhook handled',
       );
       if (result.outcome === 'denied' && !result.dryRun) {
-        // ZITADEL turns this into a failed login (restWebhook with interruptOnError; shared/ZITADEL.md section 1).
+        // ZITADEL turns this into a failed login (restWebhook with interruptOnError; docs/zitadel-behaviour.md#forwarded-errors-interruptonerror-and-no-retries).
         return reply.code(200).send({ forwardedStatusCode: 403, forwardedErrorMessage: options.denyMessage ?? 'session limit reached' });
       }
     }

@@ -8,7 +8,7 @@ import type { SimulatorState } from './state.js';
 
 /**
  * ZITADEL's Actions v2 as far as response executions go: targets, executions bound to conditions, and the
- * executor that POSTs a signed payload to each target after a successful API call (shared/ZITADEL.md section 1).
+ * executor that POSTs a signed payload to each target after a successful API call (docs/zitadel-behaviour.md#actions-v2-targets-and-target-types).
  */
 
 export type TargetType = 'restWebhook' | 'restCall' | 'restAsync';

@@ -9,7 +9,7 @@ import type { Permission, SimulatorState } from './state.js';
 
 /**
  * Enough of ZITADEL's v2beta Project and App services for `doctor` to read the OIDC applications: projects, and
- * per project its applications with the settings that decide what an eviction does (shared/ZITADEL.md section 7).
+ * per project its applications with the settings that decide what an eviction does (docs/zitadel-behaviour.md#what-deleting-a-session-does-to-apps-and-refresh-tokens).
  */
 
 export interface SimOidcApp {

@@ -4,7 +4,7 @@ import type { SimApplication, SimOidcApp } from './app-service.js';
 
 /**
  * The in-memory state of a simulated ZITADEL, with ZITADEL's semantics for what this project touches
- * (shared/ZITADEL.md section 4). It is the truth the tests assert on; the gRPC services only expose it.
+ * (docs/zitadel-behaviour.md#session-service-v2). It is the truth the tests assert on; the gRPC services only expose it.
  */
 
 export type Permission =
