@@ -239,8 +239,9 @@ export class SessionLimitEnforcer {
     let total: EnforcementResult | undefined;
     for (let pass = 0; pass < MAX_SWEEP_PASSES; pass++) {
       const result = await this.#join(userId, organizationId, undefined, new Budget(this.#budgetMs, this.#now));
+      // The first pass saw the user as they were: its count of active units is the one to report.
       total = total
-        ? { ...result, evicted: [...total.evicted, ...result.evicted], pruned: [...total.pruned, ...result.pruned] }
+        ? { ...result, active: total.active, evicted: [...total.evicted, ...result.evicted], pruned: [...total.pruned, ...result.pruned] }
         : result;
       const progressed = result.evicted.length + result.pruned.length > 0;
       if (result.deferred === 0 || !progressed || result.dryRun) break;
@@ -392,7 +393,7 @@ export class SessionLimitEnforcer {
         undone = actions.map((action) => action.session.id);
         await this.#apply(userId, decision, actions, limit, run);
         undone = [];
-        if (this.#policy.onLimit === 'deny-new' && !this.#policy.dryRun) await this.#remember(userId, decision, classified.pending);
+        if (this.#policy.onLimit === 'deny-new') await this.#remember(userId, decision, classified.pending);
         return { userId, decision, evicted: decision.evict.map(({ session }) => session.id), deferred, records };
       });
     } catch (error) {
@@ -446,14 +447,20 @@ export class SessionLimitEnforcer {
     return { triggers: decisionTriggers, pending };
   }
 
-  /** deny-new: remembers the user's active sessions as admitted (not the pending ones), forgets the deleted ones. */
+  /**
+   * deny-new: remembers the sessions that stay active as admitted (not the pending ones, which their own webhooks
+   * decide), and forgets the deleted ones. In a dry run nothing is deleted: the would-be denied sessions stay
+   * active, so they are remembered too (switching the dry run off must not deny their re-authentications).
+   */
   async #remember(userId: string, decision: EvictionDecision, pending: ReadonlySet<string>): Promise<void> {
-    const forget = [...decision.deny.map(({ session }) => session.id), ...decision.prune.map((session) => session.id)];
+    const { dryRun } = this.#policy;
+    const removed = dryRun ? [] : [...decision.deny.map(({ session }) => session.id), ...decision.prune.map((session) => session.id)];
+    const staying = [...decision.keep, ...(dryRun ? decision.deny : [])].map(({ session }) => session.id);
     try {
       await this.#admissions.update(
         userId,
-        decision.keep.map(({ session }) => session.id).filter((id) => !pending.has(id)),
-        forget,
+        staying.filter((id) => !pending.has(id)),
+        removed,
       );
     } catch (error) {
       this.#logger.warn({ userId, err: error }, 'admission memory not updated: a re-authentication of these sessions may look like a new login');
@@ -487,10 +494,8 @@ export class SessionLimitEnforcer {
     // The least recently authenticated first, at most the cap.
     const candidates = (decision: EvictionDecision) => decision.evict.slice(-this.#maxEvictions);
     let decision = decideNow();
-    if (this.#policy.dryRun) {
-      const evict = candidates(decision);
-      return { decision: { ...decision, evict }, deferred: decision.evict.length - evict.length };
-    }
+    // A dry run deletes nothing and reads nothing again: it reports every would-be eviction, uncapped.
+    if (this.#policy.dryRun) return { decision, deferred: 0 };
     for (let round = 0; round < MAX_VERIFY_ROUNDS; round++) {
       const toCheck = candidates(decision)
         .map(({ session }) => session)
