@@ -1,0 +1,561 @@
+/**
+ * A model-based harness for the enforcer under controlled interleavings (issue 10, section 8).
+ *
+ * What is real: the enforcer (two `SessionLimitEnforcer` instances sharing one user lock), the payload
+ * interpretation of the webhook route (`interpretPayload`), its error mapping (`toServiceError`), the simulator's
+ * state (sessions, projection lag until a GetSession, injected faults) and the proto conversion both ways.
+ * What is replaced: gRPC. The enforcers reach the simulator's state through `ModelDirectory`, an in-process
+ * `SessionDirectory` in which fast-check's scheduler decides when each call happens (the state is read or written at
+ * that moment) and, separately, when its answer reaches the enforcer. Logins, re-authentications, second factors,
+ * logouts, clock ticks (expiries), projection catch-ups, late and repeated webhook deliveries and injected faults
+ * are steps of one scheduled sequence, interleaved by the same scheduler with the enforcers' calls.
+ *
+ * The invariants are checked against the test's own reference model (what each device did and when), never against
+ * the enforcer's code or its decisions.
+ */
+import { AsyncLocalStorage } from 'node:async_hooks';
+import { Code, ConnectError } from '@connectrpc/connect';
+import type fc from 'fast-check';
+import { SessionLimitEnforcer, type EnforcementResult } from '../../src/enforcement/enforcer.js';
+import type { SessionRecord } from '../../src/enforcement/decision.js';
+import { InProcessUserLock, type UserLock } from '../../src/enforcement/user-lock.js';
+import { createLogger } from '../../src/logger.js';
+import { CREATE_SESSION, interpretPayload, SET_SESSION } from '../../src/payload.js';
+import { SimulatorState, type SimSession } from '../../src/simulator/index.js';
+import { toProtoSession } from '../../src/simulator/session-service.js';
+import { toServiceError } from '../../src/webhook.js';
+import { runOnce, toSessionRecord, ZitadelCallError, type CallRunner, type SessionDirectory } from '../../src/zitadel/session-directory.js';
+
+export type OnLimit = 'evict-oldest' | 'deny-new';
+export type FaultMethod = 'GetSession' | 'ListSessions' | 'DeleteSession';
+
+/** One thing that happens in the world, in the order the scheduler lets it happen. */
+export type Step =
+  /** Login V2's first call: CreateSession with the user check (the session exists, not active), or user + password. */
+  | { kind: 'begin'; user: number; device: number; withPassword: boolean; lifetimeS: number | undefined }
+  /** SetSession with a credential on a session: completes a login, re-authenticates or adds a second factor. */
+  | { kind: 'check'; pick: number; factor: 'password' | 'totp' }
+  /** The user signs out on a device (DeleteSession by the login, not by the limiter). */
+  | { kind: 'logout'; pick: number }
+  /** The clock moves on (sessions with a lifetime expire). */
+  | { kind: 'tick'; seconds: number }
+  /** ZITADEL's projection catches up by itself. */
+  | { kind: 'catch-up' }
+  /** ZITADEL delivers an earlier webhook again (after other events). */
+  | { kind: 'redeliver'; pick: number }
+  /** The next `times` calls of `method` fail with Unavailable. */
+  | { kind: 'fault'; method: FaultMethod; times: number };
+
+export interface Scenario {
+  onLimit: OnLimit;
+  limit: number;
+  users: number;
+  steps: Step[];
+  /** Which of the two enforcers each delivery goes to (cycled). */
+  route: boolean[];
+}
+
+/** The documented answers of the webhook route for a payload that reached the enforcer (README, HTTP interface). */
+export type Answer =
+  | { status: 204; outcome: 'skipped' | EnforcementResult['outcome'] }
+  | { status: 200; outcome: 'denied' }
+  | { status: number; outcome: 'error'; code: string };
+
+/** Error codes a webhook may answer for a valid payload (503s and 502s of the catalogue, README "Error codes"). */
+export const DOCUMENTED_ENFORCEMENT_ERRORS = new Set(['ERR_ZITADEL_UNAVAILABLE', 'ERR_OVERLOADED', 'ERR_BUSY']);
+
+interface ModelSession {
+  id: string;
+  user: string;
+  device: number;
+  /** Model event number of the call that gave the session its first credential (undefined: login in progress). */
+  completedSeq: number | undefined;
+  /** Clock time of the latest credential check (what "most recently authenticated" ranks by). */
+  lastAuthAt: number | undefined;
+  /** Model event number of the latest credential check. */
+  lastAuthSeq: number;
+  expiresAt: number | undefined;
+  gone: 'logout' | 'limiter' | undefined;
+  /** Answered 2xx and not denied for a webhook of this session (deny-new: the service admitted it). */
+  admitted: boolean;
+}
+
+/** An enforcement's read of a session, with the model's truth at that moment (not what a stale projection said). */
+interface Read {
+  seq: number;
+  /** Among the `limit` most recently authenticated active sessions of its user at that moment. */
+  inTop: boolean;
+  active: boolean;
+  lastAuthAt: number | undefined;
+}
+
+interface Webhook {
+  id: number;
+  sessionId: string;
+  user: string;
+  body: string;
+  /** The credential factors this call verified (the payload's request.checks). */
+  checked: string[];
+  /** This call gave the session its first verified credential: a login completed. */
+  completes: boolean;
+  /** Ids of the user's other sessions active when this call was made. */
+  activeOthersAtCall: string[];
+}
+
+interface Delivery {
+  webhook: Webhook;
+  enforcer: number;
+  answer?: Answer;
+  settled: boolean;
+}
+
+/** The invariants, one name each (a failure names the one it broke). */
+export type Invariant =
+  | 'other-user-deleted'
+  | 'login-in-progress-deleted'
+  | 'evicted-within-limit-when-read'
+  | 'evicted-within-limit-at-delete'
+  | 'evicted-within-limit-as-read'
+  | 'denied-in-evict-mode'
+  | 'deny-new-deleted-admitted'
+  | 'deny-new-deleted-non-trigger'
+  | 'deny-new-denied-active-session'
+  | 'deny-new-admitted-over-limit'
+  | 'over-limit-when-quiet'
+  | 'undocumented-answer'
+  | 'no-answer'
+  | 'final-enforcement-failed'
+  | 'harness';
+
+export interface Violation {
+  invariant: Invariant;
+  text: string;
+}
+
+export interface RunReport {
+  violations: Violation[];
+  deliveries: number;
+  calls: number;
+  trace: string[];
+}
+
+const T0 = Date.UTC(2026, 0, 1);
+/** The delivery (webhook) each enforcer call is made for. One instance: every instance slows every promise down. */
+const context = new AsyncLocalStorage<Delivery | undefined>();
+const silent = createLogger('silent');
+const USER_IDS = ['300000000000000501', '300000000000000502', '300000000000000503'];
+
+/**
+ * Adapter: what the webhook route does with a verified payload, against the enforcer API of today. When the
+ * enforcer takes the checked factors (`enforce(sessionId, { checked })`), only this function changes.
+ */
+export async function answerWebhook(enforcer: SessionLimitEnforcer, body: string): Promise<Answer> {
+  const action = interpretPayload(JSON.parse(body));
+  if (action.kind !== 'enforce') return { status: 204, outcome: 'skipped' };
+  try {
+    const result = await enforcer.enforce(action.sessionId);
+    if (result.outcome === 'denied' && !result.dryRun) return { status: 200, outcome: 'denied' };
+    return { status: 204, outcome: result.outcome };
+  } catch (error) {
+    const mapped = toServiceError(error);
+    return { status: mapped.statusCode, outcome: 'error', code: mapped.code };
+  }
+}
+
+/** One run of a scenario under one schedule; returns what the reference model found wrong. */
+export async function runScenario(scenario: Scenario, s: fc.Scheduler, options: { locks?: [UserLock, UserLock] } = {}): Promise<RunReport> {
+  let clock = T0;
+  let seq = 0;
+  const state = new SimulatorState({ projectionMode: 'until-read', now: () => new Date(clock) });
+  const violations: Violation[] = [];
+  const broke = (invariant: Invariant, text: string) => violations.push({ invariant, text });
+  const trace: string[] = [];
+  const note = (line: string) => trace.push(`${seq}: ${line}`);
+  const users = USER_IDS.slice(0, scenario.users);
+  for (const id of users) state.addUser({ id, loginName: `${id}@example.com`, password: 'pw', totpCode: '123456' });
+
+  // ---- the reference model -------------------------------------------------------------------------------------
+  const model = new Map<string, ModelSession>();
+  const order: string[] = [];
+  const isActive = (m: ModelSession) =>
+    m.completedSeq !== undefined && m.gone === undefined && (m.expiresAt === undefined || m.expiresAt > clock);
+  const activeOf = (user: string) => [...model.values()].filter((m) => m.user === user && isActive(m));
+  /** The `limit` most recently authenticated active sessions of `user`, now. */
+  const topOf = (user: string) =>
+    new Set(
+      activeOf(user)
+        .sort((a, b) => b.lastAuthAt! - a.lastAuthAt!)
+        .slice(0, scenario.limit)
+        .map((m) => m.id),
+    );
+
+  // ---- what each enforcement read, for "when last read" ----------------------------------------------------------
+  /**
+   * Per delivery: session id → the model event of the enforcement's latest read of that session, and whether the
+   * session was then, by the model, among the `limit` most recently authenticated active sessions of its user.
+   */
+  const lastRead = new Map<Delivery | undefined, Map<string, Read>>();
+  const markRead = (ids: Iterable<string>) => {
+    const delivery = context.getStore();
+    const reads = lastRead.get(delivery) ?? new Map<string, Read>();
+    lastRead.set(delivery, reads);
+    const tops = new Map<string, Set<string>>();
+    for (const id of ids) {
+      const m = model.get(id);
+      if (!m) continue;
+      const top = tops.get(m.user) ?? topOf(m.user);
+      tops.set(m.user, top);
+      reads.set(id, { seq, inTop: top.has(id), active: isActive(m), lastAuthAt: m.lastAuthAt });
+    }
+    seq += 1;
+  };
+  /** The deleting enforcement's latest read of a session (any enforcement's latest, if it is not known). */
+  const latestRead = (delivery: Delivery | undefined, id: string) => {
+    const own = lastRead.get(delivery)?.get(id);
+    if (own) return own;
+    let latest: Read | undefined;
+    for (const reads of lastRead.values()) {
+      const read = reads.get(id);
+      if (read && (!latest || read.seq > latest.seq)) latest = read;
+    }
+    return latest;
+  };
+
+  let calls = 0;
+  const record = (session: SimSession): SessionRecord => toSessionRecord(toProtoSession(session));
+  const fault = (method: FaultMethod) => {
+    const injected = state.takeFault(method);
+    if (injected) throw new ZitadelCallError(method, new ConnectError(injected.message ?? 'simulated outage', injected.code));
+  };
+  /** The scheduler decides when the call reaches ZITADEL (`op` runs then, synchronously) and when it answers. */
+  const scheduled = async <T>(label: string, op: () => T): Promise<T> => {
+    const who = context.getStore()?.webhook.id;
+    await s.schedule(Promise.resolve(), `#${who} call ${label}`);
+    calls += 1;
+    let result: T;
+    try {
+      result = op();
+    } catch (error) {
+      note(`#${who} ${label} failed`);
+      await s.schedule(Promise.resolve(), `#${who} fail ${label}`);
+      throw error;
+    }
+    return s.schedule(Promise.resolve(result), `#${who} answer ${label}`);
+  };
+
+  const directory: SessionDirectory = {
+    getSession: (sessionId: string, run: CallRunner = runOnce) =>
+      run('GetSession', () =>
+        scheduled(`GetSession ${sessionId}`, () => {
+          fault('GetSession');
+          state.syncProjection();
+          const session = state.sessions.get(sessionId);
+          markRead([sessionId]);
+          return session ? record(session) : undefined;
+        }),
+      ),
+    listUserSessions: (userId: string, run: CallRunner = runOnce) =>
+      run('ListSessions', () =>
+        scheduled(`ListSessions ${userId}`, () => {
+          fault('ListSessions');
+          const listed = state.projectedSessions().filter((session) => session.userId === userId);
+          markRead(listed.map((session) => session.id));
+          return listed.map(record);
+        }),
+      ),
+    deleteSession: (sessionId: string, run: CallRunner = runOnce) =>
+      run('DeleteSession', () =>
+        scheduled(`DeleteSession ${sessionId}`, () => {
+          fault('DeleteSession');
+          checkDeletion(sessionId);
+          state.terminate(sessionId);
+        }),
+      ),
+  };
+
+  /** Checked at the moment the limiter's DeleteSession reaches ZITADEL. */
+  function checkDeletion(sessionId: string) {
+    const delivery = context.getStore();
+    const m = model.get(sessionId);
+    const who = delivery ? `webhook #${delivery.webhook.id} (trigger ${delivery.webhook.sessionId})` : 'an enforcement';
+    note(`${who} deletes ${sessionId}`);
+    if (!m || m.gone) return;
+    if (delivery && m.user !== delivery.webhook.user) broke('other-user-deleted', `${who} deleted ${sessionId} of another user (${m.user})`);
+    if (m.completedSeq === undefined) broke('login-in-progress-deleted', `${who} deleted ${sessionId}, a login in progress`);
+    if (scenario.onLimit === 'evict-oldest') {
+      const read = latestRead(delivery, sessionId);
+      // The issue's invariant: not among the `limit` most recently authenticated when the enforcement last read it.
+      if (read?.inTop) {
+        broke(
+          'evicted-within-limit-when-read',
+          `${who} deleted ${sessionId}, which was among the ${scenario.limit} most recently authenticated active ` +
+            `sessions of its user when it last read it (event ${read.seq})`,
+        );
+      }
+      // What the enforcement could know: every session of the user as it truly was when this enforcement last read
+      // it. Changes after those reads (a logout, a re-authentication) are the window no read can close; a stale
+      // projection is not (the truth at the read counts, not what the list showed).
+      const known = [...(lastRead.get(delivery) ?? new Map<string, Read>())]
+        .filter(([id, r]) => r.active && model.get(id)?.user === m.user)
+        .sort(([, a], [, b]) => b.lastAuthAt! - a.lastAuthAt!)
+        .slice(0, scenario.limit)
+        .map(([id]) => id);
+      if (known.includes(sessionId)) {
+        broke(
+          'evicted-within-limit-as-read',
+          `${who} deleted ${sessionId}, among the ${scenario.limit} most recently authenticated active sessions of its ` +
+            `user by the truth at this enforcement's own reads (${known.join(', ')})`,
+        );
+      }
+      // The strict form: not among them at the moment of deletion, but for the documented window (README, Races):
+      // a re-authentication after the enforcement's last read of the session.
+      if (topOf(m.user).has(sessionId) && m.lastAuthSeq < (read?.seq ?? Infinity)) {
+        broke(
+          'evicted-within-limit-at-delete',
+          `${who} deleted ${sessionId}, among the ${scenario.limit} most recently authenticated active sessions of its ` +
+            `user at the moment of deletion and not re-authenticated since its last read (last authenticated at event ` +
+            `${m.lastAuthSeq}, read at event ${read?.seq})`,
+        );
+      }
+    } else {
+      if (m.admitted) broke('deny-new-deleted-admitted', `deny-new: ${who} deleted ${sessionId}, a session it had admitted before`);
+      if (delivery && sessionId !== delivery.webhook.sessionId) broke('deny-new-deleted-non-trigger', `deny-new: ${who} deleted ${sessionId}, not its trigger`);
+    }
+    m.gone = 'limiter';
+    seq += 1;
+  }
+
+  // ---- two enforcers, one lock ---------------------------------------------------------------------------------
+  const shared = new InProcessUserLock();
+  const locks = options.locks ?? [shared, shared];
+  const enforcers = locks.map(
+    (lock) =>
+      new SessionLimitEnforcer({
+        directory,
+        limits: scenario.limit,
+        policy: { onLimit: scenario.onLimit },
+        logger: silent,
+        now: () => clock,
+        budgetMs: 20_000,
+        lock,
+        // Retries at once (no backoff): the scheduler, not the wall clock, orders them.
+        random: () => 0,
+      }),
+  );
+
+  // ---- deliveries ----------------------------------------------------------------------------------------------
+  const webhooks: Webhook[] = [];
+  const deliveries: Delivery[] = [];
+  let route = 0;
+  const deliver = (webhook: Webhook) => {
+    const delivery: Delivery = { webhook, enforcer: scenario.route[route++ % scenario.route.length] ? 1 : 0, settled: false };
+    deliveries.push(delivery);
+    void (async () => {
+      // Webhooks arrive late: the scheduler decides when.
+      await s.schedule(Promise.resolve(), `deliver #${webhook.id} (${webhook.sessionId})`);
+      const answer = await context.run(delivery, () => answerWebhook(enforcers[delivery.enforcer]!, webhook.body));
+      delivery.answer = answer;
+      delivery.settled = true;
+      note(`#${webhook.id} answered ${JSON.stringify(answer)}`);
+      onAnswer(delivery);
+    })();
+  };
+
+  function onAnswer(delivery: Delivery) {
+    const { webhook, answer } = delivery;
+    const m = model.get(webhook.sessionId)!;
+    const label = `webhook #${webhook.id} (${webhook.completes ? 'login completing' : 'session already active'}, ${webhook.sessionId})`;
+    if (!answer) return;
+    if (answer.outcome === 'error') {
+      if (!DOCUMENTED_ENFORCEMENT_ERRORS.has(answer.code)) broke('undocumented-answer', `${label} answered an undocumented ${answer.status} ${answer.code}`);
+      return;
+    }
+    if (answer.outcome === 'denied') {
+      if (scenario.onLimit !== 'deny-new') broke('denied-in-evict-mode', `${label} was denied in evict mode`);
+      else if (!webhook.completes) broke('deny-new-denied-active-session', `deny-new: ${label} was denied: a re-authentication or second factor is never denied`);
+      else if (m.admitted) broke('deny-new-denied-active-session', `deny-new: ${label} was denied after it had been admitted`);
+      return;
+    }
+    if (answer.outcome === 'enforced') {
+      if (scenario.onLimit === 'deny-new' && webhook.completes && !m.admitted) {
+        const stillHeld = webhook.activeOthersAtCall.filter((id) => isActive(model.get(id)!));
+        if (stillHeld.length >= scenario.limit) {
+          broke(
+            'deny-new-admitted-over-limit',
+            `deny-new: ${label} was admitted although the user held ${stillHeld.length} other active sessions when it ` +
+              `completed (and still at the answer): ${stillHeld.join(', ')}; limit ${scenario.limit}`,
+          );
+        }
+      }
+      m.admitted = true;
+    }
+  }
+
+  // ---- the world's steps ---------------------------------------------------------------------------------------
+  const payload = (method: string, sessionId: string, checks: Record<string, unknown>) =>
+    JSON.stringify({
+      fullMethod: method,
+      instanceID: state.instanceId,
+      request: method === SET_SESSION ? { sessionId, checks } : { checks },
+      response: method === CREATE_SESSION ? { sessionId, sessionToken: 'x' } : { sessionToken: 'x' },
+    });
+  const emit = (method: string, m: ModelSession, factors: string[], completes: boolean, others: string[]) => {
+    const checks: Record<string, unknown> = method === CREATE_SESSION ? { user: { loginName: `${m.user}@example.com` } } : {};
+    for (const factor of factors) checks[factor] = factor === 'password' ? { password: 'pw' } : { code: '123456' };
+    const webhook: Webhook = {
+      id: webhooks.length,
+      sessionId: m.id,
+      user: m.user,
+      body: payload(method, m.id, checks),
+      checked: factors,
+      completes,
+      activeOthersAtCall: others,
+    };
+    webhooks.push(webhook);
+    deliver(webhook);
+  };
+
+  const exec = (step: Step) => {
+    clock += 1000;
+    seq += 1;
+    switch (step.kind) {
+      case 'begin': {
+        const user = users[step.user % users.length]!;
+        const others = activeOf(user).map((m) => m.id);
+        const session = state.seedSession({
+          userId: user,
+          loginName: `${user}@example.com`,
+          fingerprintId: `device-${step.user}-${step.device}`,
+          expirationDate: step.lifetimeS === undefined ? undefined : new Date(clock + step.lifetimeS * 1000),
+        });
+        const m: ModelSession = {
+          id: session.id,
+          user,
+          device: step.device,
+          completedSeq: undefined,
+          lastAuthAt: undefined,
+          lastAuthSeq: -1,
+          expiresAt: session.expirationDate?.getTime(),
+          gone: undefined,
+          admitted: false,
+        };
+        if (step.withPassword) {
+          state.verify(session, ['password']);
+          state.written(session.id);
+          Object.assign(m, { completedSeq: seq, lastAuthAt: clock, lastAuthSeq: seq });
+        }
+        model.set(m.id, m);
+        order.push(m.id);
+        note(`begin ${m.id} for ${user}${step.withPassword ? ' with password' : ''}`);
+        emit(CREATE_SESSION, m, step.withPassword ? ['password'] : [], step.withPassword, others);
+        return;
+      }
+      case 'check': {
+        const m = pick(step.pick);
+        // ZITADEL refuses checks on a terminated or expired session.
+        if (!m || m.gone || (m.expiresAt !== undefined && m.expiresAt <= clock)) return;
+        const session = state.sessions.get(m.id);
+        if (!session) return;
+        const others = activeOf(m.user)
+          .filter((other) => other.id !== m.id)
+          .map((other) => other.id);
+        const completes = m.completedSeq === undefined;
+        state.verify(session, [step.factor]);
+        state.written(session.id);
+        Object.assign(m, { lastAuthAt: clock, lastAuthSeq: seq, completedSeq: m.completedSeq ?? seq });
+        note(`${step.factor} on ${m.id}${completes ? ' (login completes)' : ''}`);
+        emit(SET_SESSION, m, [step.factor === 'password' ? 'password' : 'totp'], completes, others);
+        return;
+      }
+      case 'logout': {
+        const m = pick(step.pick);
+        if (!m || m.gone) return;
+        m.gone = 'logout';
+        state.terminate(m.id);
+        note(`logout ${m.id}`);
+        return;
+      }
+      case 'tick':
+        clock += step.seconds * 1000;
+        note(`tick ${step.seconds}s`);
+        return;
+      case 'catch-up':
+        state.syncProjection();
+        note('projection catches up');
+        return;
+      case 'redeliver': {
+        if (webhooks.length === 0) return;
+        const webhook = webhooks[step.pick % webhooks.length]!;
+        note(`redeliver #${webhook.id}`);
+        deliver(webhook);
+        return;
+      }
+      case 'fault':
+        state.injectFault(step.method, { code: Code.Unavailable, times: step.times });
+        note(`fault ${step.method} x${step.times}`);
+        return;
+    }
+  };
+  const pick = (n: number) => (order.length === 0 ? undefined : model.get(order[n % order.length]!));
+
+  const sequence = s.scheduleSequence(
+    scenario.steps.map((step, i) => ({ label: `step ${i} ${step.kind}`, builder: async () => exec(step) })),
+  );
+  await settle(s, () => sequence.done && deliveries.every((delivery) => delivery.settled), () => {
+    broke('no-answer', `${deliveries.filter((d) => !d.settled).map((d) => `webhook #${d.webhook.id}`).join(', ')} never answered`);
+  });
+
+  // ---- quiet -------------------------------------------------------------------------------------------------
+  // Quiet: every webhook was delivered and answered, faults are over and ZITADEL's projection has caught up (real
+  // ZITADEL's does within moments). A user one of whose webhooks failed gets one final enforcement (the repair sweep
+  // `enforce --user`, or their next login): a failed webhook promised nothing.
+  state.clearFaults();
+  state.syncProjection();
+  const failedUsers = new Set(deliveries.filter((d) => d.answer?.outcome === 'error').map((d) => d.webhook.user));
+  if (scenario.onLimit === 'evict-oldest') {
+    for (const user of failedUsers) {
+      const repair = context.run(undefined, () => enforcers[0]!.enforceUser(user)).then(
+        () => undefined,
+        (error: unknown) => broke('final-enforcement-failed', `the final enforcement of ${user} failed: ${(error as Error).message}`),
+      );
+      let done = false;
+      void repair.then(() => (done = true));
+      await settle(s, () => done, () => broke('no-answer', `the final enforcement of ${user}`));
+    }
+  }
+  for (const user of users) {
+    const held = activeOf(user);
+    // deny-new cannot remove what a failed webhook left (a 503 fails the login in ZITADEL, but its session stays).
+    const promised = scenario.onLimit === 'evict-oldest' || !failedUsers.has(user);
+    if (promised && held.length > scenario.limit) {
+      broke('over-limit-when-quiet', `quiet: ${user} holds ${held.length} active sessions (${held.map((m) => m.id).join(', ')}), limit ${scenario.limit}`);
+    }
+  }
+  // The model and ZITADEL agree on what is active (a check of the harness itself).
+  for (const user of users) {
+    const inZitadel = state.activeSessionsOf(user).map((session) => session.id).sort();
+    const inModel = activeOf(user).map((m) => m.id).sort();
+    if (inZitadel.join() !== inModel.join()) broke('harness', `model ${inModel} != simulator ${inZitadel} for ${user}`);
+  }
+  state.dispose();
+  return { violations, deliveries: deliveries.length, calls, trace };
+}
+
+/**
+ * Lets the scheduler run until `done()`: releases scheduled tasks in its random order; when nothing is scheduled but
+ * work is still pending (a retry waits for a zero-delay timer), yields to the event loop. `hang` is called when
+ * nothing is scheduled and nothing moves for many turns.
+ */
+async function settle(s: fc.Scheduler, done: () => boolean, hang: () => void): Promise<void> {
+  let idleTurns = 0;
+  while (!done()) {
+    if (s.count() > 0) {
+      idleTurns = 0;
+      await s.waitIdle();
+      continue;
+    }
+    if (++idleTurns > 200) return hang();
+    await new Promise((resolve) => setImmediate(resolve));
+    await new Promise((resolve) => setTimeout(resolve, 0));
+  }
+}
