@@ -69,6 +69,13 @@ export const errorCatalog = {
       'Too many enforcements are waiting (ZITADEL is slow or down); this one was shed. Check ZITADEL, or raise ' +
       'MAX_CONCURRENT_ENFORCEMENTS if ZITADEL keeps up.',
   },
+  ERR_BUSY: {
+    status: 503,
+    message:
+      'Another enforcement of the same user held the user\'s turn until this webhook\'s time (ENFORCE_BUDGET_MS) ran ' +
+      'out; the limit is enforced again at the user\'s next login. ZITADEL is not at fault: look for a burst of ' +
+      'logins of one user, or a replica holding the lock (enforce_duration), or raise ENFORCE_BUDGET_MS.',
+  },
   ERR_NOT_FOUND: {
     status: 404,
     message: 'No such route. The webhook endpoint is POST /webhooks/zitadel.',

@@ -1,4 +1,5 @@
 import { z } from 'zod';
+import type { CredentialFactor } from './enforcement/decision.js';
 import { ServiceError } from './errors.js';
 
 export const CREATE_SESSION = '/zitadel.session.v2.SessionService/CreateSession';
@@ -7,14 +8,24 @@ export const SET_SESSION = '/zitadel.session.v2.SessionService/SetSession';
 /** The `request.checks` entries that verify a credential; `user` alone (the login-name step) does not. */
 export const CREDENTIAL_CHECKS = ['password', 'webAuthN', 'idpIntent', 'totp', 'otpSms', 'otpEmail'] as const;
 
+/** The session factor each credential check verifies (`idpIntent` is the `intent` factor). */
+const FACTOR_OF: Record<(typeof CREDENTIAL_CHECKS)[number], CredentialFactor> = {
+  password: 'password',
+  webAuthN: 'webAuthN',
+  idpIntent: 'intent',
+  totp: 'totp',
+  otpSms: 'otpSms',
+  otpEmail: 'otpEmail',
+};
+
 /** What the service does with one webhook. */
 export type WebhookAction =
   /** A method this service does not handle: answer 204, do nothing. */
   | { kind: 'ignore'; method: string }
   /** A session call that verified no credential (login name, challenge request): no session became active. */
   | { kind: 'skip'; method: string; sessionId: string }
-  /** A credential was verified on this session: enforce the limit for its user. */
-  | { kind: 'enforce'; method: string; sessionId: string };
+  /** A credential was verified on this session: enforce the limit for its user. `checked`: the factors this call verified. */
+  | { kind: 'enforce'; method: string; sessionId: string; checked: CredentialFactor[] };
 
 // Only the fields we read are kept (zod strips the rest), so the password and session tokens never leave
 // this function inside the returned value.
@@ -60,6 +71,7 @@ export function interpretPayload(payload: unknown): WebhookAction {
   }
 
   const checks = request?.checks ?? {};
-  const verifiesCredential = CREDENTIAL_CHECKS.some((name) => checks[name] !== undefined && checks[name] !== null);
-  return { kind: verifiesCredential ? 'enforce' : 'skip', method: fullMethod, sessionId };
+  const checked = CREDENTIAL_CHECKS.filter((name) => checks[name] !== undefined && checks[name] !== null).map((name) => FACTOR_OF[name]);
+  if (checked.length === 0) return { kind: 'skip', method: fullMethod, sessionId };
+  return { kind: 'enforce', method: fullMethod, sessionId, checked };
 }

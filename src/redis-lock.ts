@@ -1,8 +1,8 @@
 import { randomBytes } from 'node:crypto';
 import { Redis } from 'ioredis';
 import type { Logger } from 'pino';
-import { BudgetExhaustedError } from './enforcement/retry.js';
-import { InProcessUserLock, type UserLock } from './enforcement/user-lock.js';
+import type { Budget } from './enforcement/retry.js';
+import { InProcessUserLock, UserBusyError, type UserLock } from './enforcement/user-lock.js';
 
 // Deletes the key only if it still holds our token: a lock that expired and was taken by another replica is
 // never released by us.
@@ -69,15 +69,14 @@ export class RedisUserLock implements UserLock {
     }
   }
 
-  run<T>(userId: string, budgetMs: number, task: (waited: boolean) => Promise<T>): Promise<T> {
-    return this.#local.run(userId, budgetMs, async (waitedLocally) => {
+  run<T>(userId: string, budget: Budget, task: (waited: boolean) => Promise<T>): Promise<T> {
+    return this.#local.run(userId, budget, async (waitedLocally) => {
       const key = `${this.#prefix}${userId}`;
       const token = randomBytes(16).toString('hex');
-      const deadline = Date.now() + budgetMs;
-      let acquired: boolean;
+      let acquired: number | undefined;
       let waited = waitedLocally;
       try {
-        acquired = await this.#acquire(key, token, budgetMs + this.#marginMs, deadline, () => (waited = true));
+        acquired = await this.#acquire(key, token, budget, () => (waited = true));
       } catch (error) {
         this.#unusable(`Redis error: ${(error as Error).message}`);
         this.#onFallback?.();
@@ -86,21 +85,31 @@ export class RedisUserLock implements UserLock {
         void this.redis.eval(RELEASE, 1, key, token).catch(() => undefined);
         return task(waited);
       }
-      if (!acquired) throw new BudgetExhaustedError('the per-user lock in Redis', 1, new Error('held by another replica'));
+      if (acquired === undefined) throw new UserBusyError('another replica');
       try {
         return await task(waited);
       } finally {
+        // Every call of the task ends by the budget's deadline, which is expiryMarginMs before the lock's expiry;
+        // an event loop stalled longer than that would let another replica in: say so.
+        if (Date.now() >= acquired) this.#logger.error({ userId }, 'the Redis lock expired while held: another replica may have enforced at the same time');
         await this.redis.eval(RELEASE, 1, key, token).catch((error: Error) => this.#unusable(`Redis error: ${error.message}`));
       }
     });
   }
 
-  async #acquire(key: string, token: string, expiryMs: number, deadline: number, onWait: () => void): Promise<boolean> {
+  /**
+   * Tries to take the lock until the budget's deadline; the expiry is what is left of the budget at each attempt,
+   * plus the margin. Returns when the lock expires (epoch ms), or undefined when the deadline came first.
+   */
+  async #acquire(key: string, token: string, budget: Budget, onWait: () => void): Promise<number | undefined> {
     for (let delay = 5; ; delay = Math.min(delay * 2, 100)) {
-      if ((await this.redis.set(key, token, 'PX', expiryMs, 'NX')) === 'OK') return true;
+      const left = budget.remaining();
+      if (left <= 0) return undefined;
+      const expiresAt = Date.now() + left + this.#marginMs;
+      if ((await this.redis.set(key, token, 'PX', left + this.#marginMs, 'NX')) === 'OK') return expiresAt;
       onWait();
       const pause = delay / 2 + Math.random() * (delay / 2);
-      if (Date.now() + pause >= deadline) return false;
+      if (pause >= budget.remaining()) return undefined;
       await new Promise((resolve) => setTimeout(resolve, pause));
     }
   }

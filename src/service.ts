@@ -30,6 +30,8 @@ export interface ComposeOptions {
   pageSize?: number;
   /** ZITADEL calls started per second at most (the repair sweep's --rate). */
   maxCallsPerSecond?: number;
+  /** deny-new: tolerated clock difference when telling new logins from returning ones (tests set 0). */
+  admissionClockSkewMs?: number;
 }
 
 export function credentialsFor(config: Pick<Config, 'credentials' | 'zitadelUrl'>): AccessTokenSource {
@@ -67,8 +69,13 @@ export async function composeService(config: Config, logger: Logger, options: Co
         cacheSeconds: config.limitCacheSeconds,
       })
     : config.sessionLimit;
+  // deny-new remembers admitted sessions: in Redis with REDIS_URL (replicas and restarts agree), else in memory.
+  const admissions =
+    config.policy.onLimit === 'deny-new' && lock ? new (await import('./redis-admissions.js')).RedisAdmissions(lock.redis) : undefined;
   const enforcer = new SessionLimitEnforcer({
     directory,
+    admissions,
+    admissionClockSkewMs: options.admissionClockSkewMs,
     limits,
     policy: config.policy,
     logger,

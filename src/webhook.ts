@@ -1,6 +1,7 @@
 import type { FastifyError, FastifyInstance, FastifyPluginAsync, FastifyReply, FastifyRequest } from 'fastify';
 import { EnforcementError, type SessionLimitEnforcer } from './enforcement/enforcer.js';
 import { BudgetExhaustedError, CONFIGURATION_CODES } from './enforcement/retry.js';
+import { UserBusyError } from './enforcement/user-lock.js';
 import { ServiceError } from './errors.js';
 import type { Metrics } from './metrics.js';
 import { interpretPayload } from './payload.js';
@@ -24,6 +25,7 @@ export interface WebhookOptions {
 export function toServiceError(error: unknown): ServiceError {
   if (error instanceof EnforcementError) return toServiceError(error.cause);
   if (error instanceof ServiceError) return error;
+  if (error instanceof UserBusyError) return new ServiceError('ERR_BUSY', error.message);
   if (error instanceof BudgetExhaustedError) {
     return new ServiceError('ERR_ZITADEL_UNAVAILABLE', `${error.what} kept failing until the enforcement budget ran out`);
   }
@@ -66,7 +68,7 @@ export const webhookRoutes: FastifyPluginAsync<WebhookOptions> = async (app: Fas
    * a flood of forged requests nor an overload floods the logs), with a cached body.
    */
   const reject = (serviceError: ServiceError, request: FastifyRequest, reply: FastifyReply) => {
-    count(serviceError.code === 'ERR_OVERLOADED' ? 'shed' : 'rejected', serviceError.code);
+    count(serviceError.code === 'ERR_OVERLOADED' ? 'shed' : serviceError.code === 'ERR_BUSY' ? 'busy' : 'rejected', serviceError.code);
     const now = options.now();
     const warn = now - (lastWarned.get(serviceError.code) ?? -Infinity) >= 60_000;
     if (warn) lastWarned.set(serviceError.code, now);
@@ -76,7 +78,10 @@ export const webhookRoutes: FastifyPluginAsync<WebhookOptions> = async (app: Fas
 
   app.setErrorHandler((error, request, reply) => {
     const serviceError = toServiceError(error);
-    if (serviceError.statusCode < 500 || serviceError.code === 'ERR_OVERLOADED') return reject(serviceError, request, reply);
+    // Shed and busy answers come in bursts (one user's flood, an overload): rate-limited like refusals.
+    if (serviceError.statusCode < 500 || serviceError.code === 'ERR_OVERLOADED' || serviceError.code === 'ERR_BUSY') {
+      return reject(serviceError, request, reply);
+    }
     count('failed', serviceError.code);
     // These errors carry no request data: the log names the user, the failed call and what was left undone.
     const enforcement = error instanceof EnforcementError ? error : undefined;
@@ -123,7 +128,7 @@ export const webhookRoutes: FastifyPluginAsync<WebhookOptions> = async (app: Fas
       count('skipped');
       request.log.debug({ outcome: 'skipped', sessionId: action.sessionId }, 'no credential verified in this call');
     } else {
-      const result = await options.enforcer.enforce(action.sessionId);
+      const result = await options.enforcer.enforce(action.sessionId, { checked: action.checked });
       const acted = result.evicted.length + result.pruned.length + (result.denied ? 1 : 0) > 0;
       const handled = result.outcome === 'enforced' || result.outcome === 'denied';
       count(result.dryRun && acted ? 'dry-run' : handled ? result.outcome : 'skipped');
@@ -137,6 +142,8 @@ export const webhookRoutes: FastifyPluginAsync<WebhookOptions> = async (app: Fas
           pruned: result.pruned.length,
           denied: result.denied !== undefined,
           dryRun: result.dryRun,
+          deferred: result.deferred || undefined,
+          coalesced: result.coalesced,
         },
         'webhook handled',
       );

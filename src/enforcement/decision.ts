@@ -53,8 +53,8 @@ export interface EvictionDecision {
   keep: RankedSession[];
   /** Active sessions beyond the limit (evict-oldest), most recently authenticated first. */
   evict: RankedSession[];
-  /** The triggering session, refused because it would exceed the limit (deny-new). */
-  deny: RankedSession | undefined;
+  /** The triggering new logins refused because they would exceed the limit (deny-new), in arrival order. */
+  deny: RankedSession[];
   /** Expired sessions of the user to delete (pruneExpired), oldest expiry first, at most pruneLimit. */
   prune: SessionRecord[];
   /** Sessions that are not active and therefore not counted (and not touched unless pruned). */
@@ -109,11 +109,6 @@ export function compareRecency(a: RankedSession, b: RankedSession): number {
   );
 }
 
-/** Orders first established first (deny-new keeps those): earlier creation, then the smaller id. */
-function compareEstablishment(a: RankedSession, b: RankedSession): number {
-  return (a.session.createdAt ?? 0) - (b.session.createdAt ?? 0) || compareIds(a.session.id, b.session.id);
-}
-
 /** A device (sessions sharing a fingerprint) or, without a fingerprint or with countBy session, one session. */
 interface Unit {
   sessions: RankedSession[];
@@ -140,13 +135,31 @@ function groupUnits(ranked: RankedSession[], countBy: CountBy): Unit[] {
   return units;
 }
 
+/** A session whose login or re-authentication triggered the decision. */
+export interface DecisionTrigger {
+  id: string;
+  /**
+   * True when this call completed the session's login (its first verified credential) and the service never
+   * admitted it before: deny-new may refuse it. False for a re-authentication or a further factor: never denied.
+   */
+  newLogin: boolean;
+}
+
 export interface DecisionInput {
   userId: string;
   sessions: Iterable<SessionRecord>;
   now: number;
   policy: Policy;
-  /** The session whose login triggered the decision: deny-new refuses it; evict-oldest ignores it on purpose. */
-  triggerId?: string | undefined;
+  /**
+   * The sessions whose logins triggered the decision, in arrival order: deny-new decides on each new login in that
+   * order; evict-oldest ignores them on purpose.
+   */
+  triggers?: readonly DecisionTrigger[] | undefined;
+  /**
+   * deny-new: sessions whose login completed a moment ago and is still being decided by its own webhook (not admitted
+   * yet, not among `triggers`): they do not count against the triggers, which may have completed first.
+   */
+  pending?: ReadonlySet<string> | undefined;
 }
 
 const DEFAULT_PRUNE_LIMIT = 100;
@@ -156,14 +169,16 @@ const DEFAULT_PRUNE_LIMIT = 100;
  * - evict-oldest (default): keep the `limit` most recently authenticated units, evict every session of the rest.
  *   The triggering session is not special: in whatever order concurrent webhooks arrive, the end state is the
  *   `limit` most recently authenticated units.
- * - deny-new: units are ranked by when they were established; when the trigger's unit ranks beyond the limit, the
- *   triggering session is denied and nothing else is touched. A session already within the limit (a
- *   re-authentication, or a second session on a counted device) is never denied.
+ * - deny-new: a new login (see `DecisionTrigger.newLogin`) is denied when the user already holds `limit` or more
+ *   other active units, whatever the creation times; new logins are taken in arrival order, each admitted one
+ *   counting for the next; `pending` logins (decided by their own webhooks) do not count yet. A new login on a device that already counts (countBy device) adds no unit. Nothing else
+ *   is ever denied or evicted: a session that was active before (a re-authentication, a second factor) stays
+ *   even when the user holds more than the limit (after the limit was lowered).
  * Expired sessions, logins in progress and other users' sessions are never counted; only expired sessions of the
  * user are ever pruned. A session given twice counts once, as its most recently changed record (ties: the one
  * given last), so a GetSession read before a list can never override a newer listed state.
  */
-export function chooseEvictions({ userId, sessions, now, policy, triggerId }: DecisionInput): EvictionDecision {
+export function chooseEvictions({ userId, sessions, now, policy, triggers = [], pending }: DecisionInput): EvictionDecision {
   const { limit, countBy = 'session', onLimit = 'evict-oldest' } = policy;
   if (limit !== 'unlimited' && (!Number.isInteger(limit) || limit < 1)) {
     throw new RangeError(`limit must be an integer >= 1 or "unlimited", got ${limit}`);
@@ -187,23 +202,86 @@ export function chooseEvictions({ userId, sessions, now, policy, triggerId }: De
     : [];
   // Units keep the recency order of their most recent session (groupUnits preserves the order it is given).
   const units = groupUnits(ranked, countBy);
-  const decision: EvictionDecision = { keep: ranked, evict: [], deny: undefined, prune, notCounted, units: units.length };
-  if (limit === 'unlimited' || units.length <= limit) return decision;
+  const decision: EvictionDecision = { keep: ranked, evict: [], deny: [], prune, notCounted, units: units.length };
+  if (limit === 'unlimited') return decision;
 
   if (onLimit === 'deny-new') {
-    const established = [...units].sort((a, b) => compareEstablishment(firstEstablished(a), firstEstablished(b)));
-    const triggerUnit = established.findIndex((unit) => unit.sessions.some((entry) => entry.session.id === triggerId));
-    if (triggerUnit < limit) return decision;
-    // Only the triggering session is refused; the rest of its device (if any) was beyond the limit already.
-    const denied = ranked.find((entry) => entry.session.id === triggerId)!;
-    return { ...decision, keep: ranked.filter((entry) => entry !== denied), deny: denied };
+    const denied = denyNewLogins(ranked, units, limit, triggers, pending ?? new Set());
+    if (denied.length === 0) return decision;
+    const refused = new Set(denied);
+    return { ...decision, keep: ranked.filter((entry) => !refused.has(entry)), deny: denied, units: units.length - denied.length };
   }
+  if (units.length <= limit) return decision;
 
   const kept = units.slice(0, limit).flatMap((unit) => unit.sessions);
   const evicted = units.slice(limit).flatMap((unit) => unit.sessions);
   return { ...decision, keep: kept.sort(compareRecency), evict: evicted.sort(compareRecency) };
 }
 
-function firstEstablished(unit: Unit): RankedSession {
-  return [...unit.sessions].sort(compareEstablishment)[0]!;
+/**
+ * deny-new: the units that existed before the triggering logins count; each new login, in arrival order, is
+ * admitted while fewer than `limit` units are held (and then counts), or when its device already counts.
+ */
+function denyNewLogins(
+  ranked: RankedSession[],
+  units: Unit[],
+  limit: number,
+  triggers: readonly DecisionTrigger[],
+  pending: ReadonlySet<string>,
+): RankedSession[] {
+  const newLogins = new Set(triggers.filter((trigger) => trigger.newLogin).map((trigger) => trigger.id));
+  if (newLogins.size === 0) return [];
+  const unitOf = new Map<string, Unit>();
+  for (const unit of units) for (const entry of unit.sessions) unitOf.set(entry.session.id, unit);
+  const established = (entry: RankedSession) => !newLogins.has(entry.session.id) && !pending.has(entry.session.id);
+  const counted = new Set(units.filter((unit) => unit.sessions.some(established)));
+  const denied: RankedSession[] = [];
+  const seen = new Set<string>();
+  for (const { id } of triggers) {
+    if (!newLogins.has(id) || seen.has(id)) continue;
+    seen.add(id);
+    const unit = unitOf.get(id);
+    const entry = ranked.find((candidate) => candidate.session.id === id);
+    // Not active (deleted meanwhile, expired, or not yet signed in): nothing to admit or deny.
+    if (!unit || !entry) continue;
+    if (counted.has(unit)) continue;
+    if (counted.size < limit) counted.add(unit);
+    else denied.push(entry);
+  }
+  return denied;
+}
+
+/** What the service knows about a triggering session, to tell a new login from a returning one. */
+export interface LoginEvidence {
+  /** The session as read after this call. */
+  session: SessionRecord;
+  /**
+   * The credential factors this call checked (from the payload's `request.checks`); undefined when unknown, in
+   * which case only the admission memory can tell.
+   */
+  checked: readonly CredentialFactor[] | undefined;
+  /** The service admitted this session before (remembered in memory or Redis). */
+  admitted: boolean;
+  /**
+   * Since when the admission memory covers this user (epoch ms); a session created before it may have been
+   * admitted without the memory knowing. Undefined: nothing is remembered.
+   */
+  rememberedSince: number | undefined;
+  /** Tolerated difference between ZITADEL's clock and ours, in ms. */
+  clockSkewMs: number;
+}
+
+/**
+ * True when this call completed the session's login: it has no credential verified by an earlier call, the service
+ * never admitted it, and it was created while the admission memory was watching (so an earlier admission would be
+ * remembered). Every doubt counts as "not new": deny-new must never log out a device that was signed in.
+ */
+export function isNewLogin({ session, checked, admitted, rememberedSince, clockSkewMs }: LoginEvidence): boolean {
+  if (admitted || checked === undefined || rememberedSince === undefined) return false;
+  // A factor verified that this call did not check was verified by an earlier call: the session was active.
+  for (const factor of CREDENTIAL_FACTORS) {
+    if (session.verifiedAt[factor] !== undefined && !checked.includes(factor)) return false;
+  }
+  if (session.createdAt === undefined) return false;
+  return session.createdAt > rememberedSince + clockSkewMs;
 }

@@ -3,23 +3,47 @@ import type { Logger } from 'pino';
 import { ServiceError } from '../errors.js';
 import type { Metrics } from '../metrics.js';
 import { ZitadelCallError, type CallRunner, type SessionDirectory } from '../zitadel/session-directory.js';
-import { chooseEvictions, lastAuthenticatedAt, latestRecords, type CountBy, type EvictionDecision, type OnLimit, type SessionRecord } from './decision.js';
+import { InMemoryAdmissions, type AdmissionMemory } from './admissions.js';
+import {
+  chooseEvictions,
+  isNewLogin,
+  lastAuthenticatedAt,
+  latestRecords,
+  whyNotCounted,
+  type CountBy,
+  type CredentialFactor,
+  type DecisionTrigger,
+  type EvictionDecision,
+  type OnLimit,
+  type SessionRecord,
+} from './decision.js';
 import { FixedLimit, type LimitSourceLookup, type ResolvedLimit } from './limits.js';
-import { Budget, withRetries } from './retry.js';
-import { InProcessUserLock, type UserLock } from './user-lock.js';
+import { Budget, BudgetExhaustedError, withRetries } from './retry.js';
+import { InProcessUserLock, UserBusyError, type UserLock } from './user-lock.js';
 
 export interface EnforcementResult {
-  /** `enforced` when the user's sessions were checked (evictions may be zero); `denied` when the login was refused. */
+  /**
+   * For the triggering session: `enforced` when the user's sessions were checked (evictions may be zero), `denied`
+   * when its login was refused, `session-not-found` when it no longer exists, `login-in-progress` when it has no
+   * verified credential yet.
+   */
   outcome: 'enforced' | 'denied' | 'session-not-found' | 'login-in-progress';
   userId?: string;
-  /** Active units (sessions or devices) the user held when the decision was made. */
+  /** Active units (sessions or devices) the user held when the decision was made, denied logins excluded. */
   active?: number;
   evicted: string[];
   pruned: string[];
   /** The triggering session, refused (deny-new). */
   denied?: string;
+  /**
+   * Sessions beyond the limit left for the next enforcement: beyond the per-enforcement cap, or not confirmed by a
+   * re-read before the rounds ran out.
+   */
+  deferred: number;
   /** Nothing was deleted: `evicted`, `pruned` and `denied` say what would have been. */
   dryRun: boolean;
+  /** Other webhooks of the same user answered by this same enforcement (coalesced), besides this one. */
+  coalesced?: number;
 }
 
 /** The policies that are the same for every user (the limit may come from metadata). */
@@ -55,6 +79,20 @@ export interface EnforcerOptions {
     | undefined;
   /** For tests: the retry backoff's random source. */
   random?: () => number;
+  /** deny-new: the sessions admitted before (in memory by default, in Redis with REDIS_URL). */
+  admissions?: AdmissionMemory;
+  /** deny-new: tolerated difference between ZITADEL's clock and ours when reading creation dates (default 1000). */
+  admissionClockSkewMs?: number;
+  /** Sessions evicted (each re-read, then deleted) by one enforcement at most; the rest wait for the next. */
+  maxEvictionsPerEnforcement?: number;
+}
+
+/** How a webhook's login reaches the enforcer. */
+export interface TriggerOptions {
+  /** The credential factors this call checked (the payload's `request.checks`); undefined when unknown. */
+  checked?: readonly CredentialFactor[] | undefined;
+  /** When the webhook arrived (epoch ms): the enforcement budget counts from then. Default: now. */
+  arrivedAt?: number | undefined;
 }
 
 type AuditEvent = 'session.evicted' | 'session.denied' | 'session.pruned';
@@ -82,12 +120,57 @@ export class EnforcementError extends Error {
 
 /** Rounds of "verify the sessions about to be deleted, decide again if one changed" before deleting. */
 const MAX_VERIFY_ROUNDS = 3;
+/** Default cap of evictions per enforcement: a user far over a lowered limit converges over a few logins or one sweep. */
+export const DEFAULT_MAX_EVICTIONS_PER_ENFORCEMENT = 20;
+/** Passes of one user in the repair sweep (`enforceUser`) while evictions are left for the next enforcement. */
+const MAX_SWEEP_PASSES = 50;
+
+interface Trigger {
+  id: string;
+  /** The session as read when the webhook arrived. */
+  record: SessionRecord;
+  checked: readonly CredentialFactor[] | undefined;
+}
+
+/** The enforcements of one user waiting for their turn, joined by every webhook of that user arriving meanwhile. */
+interface Batch {
+  userId: string;
+  organizationId: string | undefined;
+  triggers: Trigger[];
+  /** The latest deadline of its webhooks: each webhook waits for the batch at most until its own deadline. */
+  deadline: number;
+  /** Another enforcement of the user ran before this one (its deletes may postdate our reads). */
+  waited: boolean;
+  started: boolean;
+  outcome: Promise<BatchOutcome>;
+}
+
+interface BatchOutcome {
+  userId: string;
+  decision: EvictionDecision;
+  evicted: string[];
+  deferred: number;
+  /** The latest record of each session (to tell each trigger what became of it). */
+  records: Map<string, SessionRecord>;
+}
+
+/** The batches of one user: the tail of those started or waiting, and the one that still takes joiners. */
+interface UserSlot {
+  tail: Promise<void>;
+  waiting: Batch | undefined;
+  /** Batches of the user started or waiting, not yet settled. */
+  pending: number;
+}
 
 /**
- * Enforces the session limit for the user of one session: reads the session, resolves the user's limit, lists the
- * user's sessions (inside the user's turn), decides with `chooseEvictions`, re-reads the sessions it is about to
- * delete (a re-authentication racing this enforcement must not be evicted) and deletes them (unless in dry run).
- * Every ZITADEL call is retried within the enforcement's budget.
+ * Enforces the session limit for the user of one session: reads the session, joins the user's turn, lists the
+ * user's sessions (inside the turn), decides with `chooseEvictions`, re-reads the sessions it is about to delete
+ * (a re-authentication racing this enforcement must not be evicted) and deletes them (unless in dry run).
+ *
+ * Per user, at most one enforcement runs and at most one waits: a webhook arriving while one waits joins it and
+ * gets its answer (the waiting one lists ZITADEL after that login, so it covers it). MAX_CONCURRENT_ENFORCEMENTS
+ * counts these enforcements, not webhooks, so a burst of one user never sheds another user's login. Everything,
+ * waits included, happens within the webhook's budget.
  */
 export class SessionLimitEnforcer {
   readonly #directory: SessionDirectory;
@@ -102,7 +185,14 @@ export class SessionLimitEnforcer {
   readonly #deleteConcurrency: number;
   readonly #metrics: EnforcerOptions['metrics'];
   readonly #random: () => number;
-  #inFlight = 0;
+  readonly #admissions: AdmissionMemory;
+  readonly #clockSkewMs: number;
+  readonly #maxEvictions: number;
+  readonly #slots = new Map<string, UserSlot>();
+  /** Look-ups of a triggering session in flight, shared by the webhooks that name the same session. */
+  readonly #lookups = new Map<string, Promise<SessionRecord | undefined>>();
+  /** Enforcements running or waiting (not webhooks: joined webhooks do not count). */
+  #active = 0;
 
   constructor(options: EnforcerOptions) {
     this.#directory = options.directory;
@@ -117,34 +207,64 @@ export class SessionLimitEnforcer {
     this.#deleteConcurrency = options.deleteConcurrency ?? 8;
     this.#metrics = options.metrics;
     this.#random = options.random ?? Math.random;
+    this.#admissions = options.admissions ?? new InMemoryAdmissions({ now: this.#now });
+    this.#clockSkewMs = options.admissionClockSkewMs ?? 1000;
+    this.#maxEvictions = options.maxEvictionsPerEnforcement ?? DEFAULT_MAX_EVICTIONS_PER_ENFORCEMENT;
+  }
+
+  /** Enforcements running or waiting right now. */
+  get active(): number {
+    return this.#active;
   }
 
   /** Enforces the limit for the user of `sessionId`, the session whose login triggered the webhook. */
-  async enforce(sessionId: string): Promise<EnforcementResult> {
-    return this.#bounded(async (run, budget) => {
-      // GetSession finds the user and brings ZITADEL's session projection up to date, so the list is current.
-      const session = await this.#directory.getSession(sessionId, run);
-      const dryRun = this.#policy.dryRun;
-      if (!session) return { outcome: 'session-not-found', evicted: [], pruned: [], dryRun };
-      if (!session.userId || lastAuthenticatedAt(session) === undefined) {
-        return { outcome: 'login-in-progress', userId: session.userId, evicted: [], pruned: [], dryRun };
-      }
-      return this.#enforceUser(session.userId, session.organizationId, run, budget, session);
-    });
+  async enforce(sessionId: string, options: TriggerOptions = {}): Promise<EnforcementResult> {
+    const budget = Budget.until((options.arrivedAt ?? this.#now()) + this.#budgetMs, this.#now);
+    const dryRun = this.#policy.dryRun;
+    // GetSession finds the user and brings ZITADEL's session projection up to date, so the list is current.
+    const session = await this.#lookUp(sessionId, budget);
+    if (!session) return { outcome: 'session-not-found', evicted: [], pruned: [], deferred: 0, dryRun };
+    if (!session.userId || lastAuthenticatedAt(session) === undefined) {
+      return { outcome: 'login-in-progress', userId: session.userId, evicted: [], pruned: [], deferred: 0, dryRun };
+    }
+    const trigger: Trigger = { id: sessionId, record: session, checked: options.checked };
+    return this.#join(session.userId, session.organizationId, trigger, budget);
   }
 
-  /** Enforces the limit for one user with no triggering login (the repair sweep: `enforce --user`, `--all`). */
+  /**
+   * Enforces the limit for one user with no triggering login (the repair sweep: `enforce --user`, `--all`): pass
+   * after pass, each with its own budget, until nothing is left for a next enforcement.
+   */
   async enforceUser(userId: string, organizationId?: string): Promise<EnforcementResult> {
-    return this.#bounded((run, budget) => this.#enforceUser(userId, organizationId, run, budget, undefined));
+    let total: EnforcementResult | undefined;
+    for (let pass = 0; pass < MAX_SWEEP_PASSES; pass++) {
+      const result = await this.#join(userId, organizationId, undefined, new Budget(this.#budgetMs, this.#now));
+      total = total
+        ? { ...result, evicted: [...total.evicted, ...result.evicted], pruned: [...total.pruned, ...result.pruned] }
+        : result;
+      const progressed = result.evicted.length + result.pruned.length > 0;
+      if (result.deferred === 0 || !progressed || result.dryRun) break;
+    }
+    return total!;
   }
 
-  async #bounded(work: (run: CallRunner, budget: Budget) => Promise<EnforcementResult>): Promise<EnforcementResult> {
-    // Shed load instead of piling up work while ZITADEL is slow or down.
-    if (this.#inFlight >= this.#maxConcurrent) throw new ServiceError('ERR_OVERLOADED');
-    this.#inFlight += 1;
-    const stopTimer = this.#metrics?.enforcementDuration.startTimer();
-    const budget = new Budget(this.#budgetMs, this.#now);
-    const run: CallRunner = (what, call) =>
+  /** Reads the triggering session; webhooks naming a session whose read is in flight share it. */
+  async #lookUp(sessionId: string, budget: Budget): Promise<SessionRecord | undefined> {
+    let lookup = this.#lookups.get(sessionId);
+    if (!lookup) {
+      lookup = this.#directory.getSession(sessionId, this.#runner(budget));
+      this.#lookups.set(sessionId, lookup);
+      const forget = () => this.#lookups.get(sessionId) === lookup && this.#lookups.delete(sessionId);
+      lookup.then(forget, forget);
+      return lookup;
+    }
+    // Shared with an earlier webhook (whose budget ends first): wait for it, at most for what is left of ours.
+    if (!(await budget.within(lookup))) throw new BudgetExhaustedError('GetSession', 1, new Error('no time left'));
+    return lookup;
+  }
+
+  #runner(budget: Budget): CallRunner {
+    return (what, call) =>
       withRetries(what, call, {
         budget,
         callTimeoutMs: this.#callTimeoutMs,
@@ -155,87 +275,264 @@ export class SessionLimitEnforcer {
           this.#logger.debug({ method, attempt, delayMs, err: error }, 'retrying a ZITADEL call');
         },
       });
-    try {
-      return await work(run, budget);
-    } finally {
-      this.#inFlight -= 1;
-      stopTimer?.();
-    }
   }
 
-  async #enforceUser(userId: string, organizationId: string | undefined, run: CallRunner, budget: Budget, trigger: SessionRecord | undefined) {
+  /** Joins the user's waiting enforcement, or starts one (shed when too many run or wait), and answers for `trigger`. */
+  async #join(userId: string, organizationId: string | undefined, trigger: Trigger | undefined, budget: Budget): Promise<EnforcementResult> {
+    let slot = this.#slots.get(userId);
+    let batch = slot?.waiting;
+    if (!batch) {
+      // Shed load instead of piling up work while ZITADEL is slow or down.
+      if (this.#active >= this.#maxConcurrent) throw new ServiceError('ERR_OVERLOADED');
+      if (!slot) this.#slots.set(userId, (slot = { tail: Promise.resolve(), waiting: undefined, pending: 0 }));
+      batch = this.#startBatch(slot, userId, organizationId, budget.deadline);
+    }
+    batch.deadline = Math.max(batch.deadline, budget.deadline);
+    batch.organizationId ??= organizationId;
+    if (trigger) batch.triggers.push(trigger);
+    const joined = batch;
+    const settled = joined.outcome.then(
+      () => true,
+      () => true,
+    );
+    if (!(await budget.within(settled))) {
+      throw joined.started ? new BudgetExhaustedError('the enforcement', 1, new Error('no time left')) : new UserBusyError('this process');
+    }
+    return this.#resultFor(await joined.outcome, trigger, joined.triggers.length);
+  }
+
+  #startBatch(slot: UserSlot, userId: string, organizationId: string | undefined, deadline: number): Batch {
+    const previous = slot.tail;
+    const batch: Batch = { userId, organizationId, triggers: [], deadline, waited: slot.pending > 0, started: false, outcome: undefined! };
+    this.#active += 1;
+    slot.pending += 1;
+    slot.waiting = batch;
+    batch.outcome = (async () => {
+      try {
+        const inTime = await Budget.until(batch.deadline, this.#now).within(previous);
+        // From here on, webhooks of the user start a new batch: this one lists after all of its triggers arrived.
+        if (slot.waiting === batch) slot.waiting = undefined;
+        if (!inTime) throw new UserBusyError('this process');
+        batch.started = true;
+        return await this.#runBatch(batch);
+      } finally {
+        if (slot.waiting === batch) slot.waiting = undefined;
+        this.#active -= 1;
+      }
+    })();
+    const done = batch.outcome.then(
+      () => undefined,
+      () => undefined,
+    );
+    // The next batch waits for this one and for everything before it (this one may give up before those end).
+    slot.tail = Promise.all([previous, done]).then(() => {
+      slot.pending -= 1;
+      if (slot.pending === 0 && !slot.waiting && this.#slots.get(userId) === slot) this.#slots.delete(userId);
+    });
+    return batch;
+  }
+
+  #resultFor(outcome: BatchOutcome, trigger: Trigger | undefined, triggers: number): EnforcementResult {
+    const { decision, userId } = outcome;
+    const dryRun = this.#policy.dryRun;
+    const shared = {
+      userId,
+      active: decision.units,
+      evicted: outcome.evicted,
+      pruned: decision.prune.map((session) => session.id),
+      deferred: outcome.deferred,
+      dryRun,
+      ...(triggers > 1 ? { coalesced: triggers - 1 } : {}),
+    };
+    if (!trigger) return { outcome: 'enforced', ...shared };
+    if (decision.deny.some((entry) => entry.session.id === trigger.id)) return { outcome: 'denied', denied: trigger.id, ...shared };
+    const record = outcome.records.get(trigger.id);
+    if (!record) return { outcome: 'session-not-found', ...shared };
+    if (whyNotCounted(record, userId, this.#now()) === 'login-in-progress') return { outcome: 'login-in-progress', ...shared };
+    return { outcome: 'enforced', ...shared };
+  }
+
+  async #runBatch(batch: Batch): Promise<BatchOutcome> {
+    const { userId } = batch;
+    const budget = Budget.until(batch.deadline, this.#now);
+    const run = this.#runner(budget);
+    const stopTimer = this.#metrics?.enforcementDuration.startTimer();
     let undone: string[] = [];
     try {
-      // The lock may be waited for, and is held, only for what is left of the budget.
-      return await this.#lock.run(userId, budget.remaining(), async (waited) => {
-        // Another enforcement of this user ran while we waited: read again so that the list reflects its deletes.
-        const fresh = trigger && waited ? await this.#directory.getSession(trigger.id, run) : trigger;
+      // The lock is waited for, and held, only for what is left of the budget.
+      return await this.#lock.run(userId, budget, async (waitedElsewhere) => {
+        const triggers = [...batch.triggers];
+        const read = triggers.map((trigger) => trigger.record);
+        // Another enforcement of this user ran while we waited, or several logins joined: one GetSession brings the
+        // projection up to date, so that the list reflects their writes and deletes.
+        const last = triggers.at(-1);
+        if (last && (batch.waited || waitedElsewhere || triggers.length > 1)) {
+          const fresh = await this.#directory.getSession(last.id, run);
+          if (fresh) read.push(fresh);
+          else read.splice(read.indexOf(last.record), 1);
+        }
         const listed = await this.#directory.listUserSessions(userId, run);
         // The repair sweep may not know the organisation: the user's sessions name it. A failed look-up throws:
         // nothing is evicted rather than applying a smaller limit than the user may have.
-        const orgId = organizationId ?? listed.find((session) => session.userId === userId && session.organizationId)?.organizationId;
+        const orgId = batch.organizationId ?? listed.find((session) => session.userId === userId && session.organizationId)?.organizationId;
         const limit = await this.#limits.limitFor(userId, orgId, run);
         for (const source of limit.malformed) {
           this.#logger.warn({ userId, orgId, source }, 'malformed session limit in metadata; using the next source');
         }
-        const decision = await this.#decide(userId, fresh ? [...listed, fresh] : listed, limit, trigger?.id, run);
+        // Of two records of one session (a trigger's read, and the list), the more recently changed; ties: the read.
+        const records = latestRecords([...listed, ...read]);
+        const classified = await this.#classify(userId, triggers, records);
+        const { decision, deferred } = await this.#decide(userId, records, limit, classified, run);
         const actions = this.#actionsOf(decision);
         undone = actions.map((action) => action.session.id);
-        const result = await this.#apply(userId, decision, actions, limit, run);
+        await this.#apply(userId, decision, actions, limit, run);
         undone = [];
-        return result;
+        if (this.#policy.onLimit === 'deny-new' && !this.#policy.dryRun) await this.#remember(userId, decision, classified.pending);
+        return { userId, decision, evicted: decision.evict.map(({ session }) => session.id), deferred, records };
       });
     } catch (error) {
-      if (error instanceof EnforcementError) throw error;
+      if (error instanceof EnforcementError || error instanceof UserBusyError) throw error;
       throw new EnforcementError(userId, undone, error);
+    } finally {
+      stopTimer?.();
+    }
+  }
+
+  /**
+   * deny-new: which triggers are new logins (see `isNewLogin`), and which other sessions are logins still being
+   * decided by their own webhooks (not admitted, created while the memory watched, signed in within the budget):
+   * those do not count yet, so that concurrent logins are decided in the order they arrive. With evict-oldest,
+   * none of this matters.
+   */
+  async #classify(userId: string, triggers: Trigger[], records: Map<string, SessionRecord>) {
+    const none = { triggers: [] as DecisionTrigger[], pending: new Set<string>() };
+    if (this.#policy.onLimit !== 'deny-new') return none;
+    const now = this.#now();
+    const mine = [...records.values()].filter((session) => whyNotCounted(session, userId, now) === undefined);
+    let memory: { admitted: Set<string>; since: number };
+    try {
+      memory = await this.#admissions.recall(
+        userId,
+        mine.map((session) => session.id),
+      );
+    } catch (error) {
+      // Without the memory nothing can be told apart: let every login through rather than log a device out.
+      this.#logger.warn({ userId, err: error }, 'admission memory unreadable: no login of this user is denied this time');
+      return none;
+    }
+    const triggerIds = new Set(triggers.map((trigger) => trigger.id));
+    const watchedSince = memory.since + this.#clockSkewMs;
+    const pending = new Set(
+      mine
+        .filter((session) => !triggerIds.has(session.id) && !memory.admitted.has(session.id) && (session.createdAt ?? 0) > watchedSince)
+        .filter((session) => lastAuthenticatedAt(session)! > now - this.#budgetMs - this.#clockSkewMs)
+        .map((session) => session.id),
+    );
+    const decisionTriggers = triggers.map((trigger) => ({
+      id: trigger.id,
+      newLogin: isNewLogin({
+        session: records.get(trigger.id) ?? trigger.record,
+        checked: trigger.checked,
+        admitted: memory.admitted.has(trigger.id),
+        rememberedSince: memory.since,
+        clockSkewMs: this.#clockSkewMs,
+      }),
+    }));
+    return { triggers: decisionTriggers, pending };
+  }
+
+  /** deny-new: remembers the user's active sessions as admitted (not the pending ones), forgets the deleted ones. */
+  async #remember(userId: string, decision: EvictionDecision, pending: ReadonlySet<string>): Promise<void> {
+    const forget = [...decision.deny.map(({ session }) => session.id), ...decision.prune.map((session) => session.id)];
+    try {
+      await this.#admissions.update(
+        userId,
+        decision.keep.map(({ session }) => session.id).filter((id) => !pending.has(id)),
+        forget,
+      );
+    } catch (error) {
+      this.#logger.warn({ userId, err: error }, 'admission memory not updated: a re-authentication of these sessions may look like a new login');
     }
   }
 
   /**
    * Decides, then re-reads the sessions about to be deleted: one may have been re-authenticated (or deleted) since
-   * the list was read. If any changed, decides again with what was read. A few rounds at most.
+   * the list was read. If any changed, decides again with what was read, a few rounds at most. Only sessions whose
+   * latest read confirmed them are evicted, at most `maxEvictionsPerEnforcement`: the rest are left for the next
+   * enforcement (and logged).
    */
-  async #decide(userId: string, sessions: SessionRecord[], limit: ResolvedLimit, triggerId: string | undefined, run: CallRunner) {
-    // Of two records of one session (the trigger read before the lock, and the list), the more recently changed.
-    const records = latestRecords(sessions);
-    const verified = new Set<string>();
-    for (let round = 0; ; round++) {
-      const decision = chooseEvictions({
+  async #decide(
+    userId: string,
+    records: Map<string, SessionRecord>,
+    limit: ResolvedLimit,
+    { triggers, pending }: { triggers: DecisionTrigger[]; pending: ReadonlySet<string> },
+    run: CallRunner,
+  ) {
+    const decideNow = () =>
+      chooseEvictions({
         userId,
         sessions: records.values(),
         now: this.#now(),
-        triggerId,
+        triggers,
+        pending,
         policy: { ...this.#policy, limit: limit.limit, limitSource: limit.source },
       });
-      const toCheck = decision.evict.map(({ session }) => session).filter((session) => !verified.has(session.id));
-      if (toCheck.length === 0 || round >= MAX_VERIFY_ROUNDS || this.#policy.dryRun) return decision;
-      let changed = false;
-      await Promise.all(
-        toCheck.map(async (listed) => {
-          verified.add(listed.id);
-          const now = await this.#directory.getSession(listed.id, run);
-          if (!now) {
-            records.delete(listed.id);
-            changed = true;
-          } else if ((now.changedAt ?? 0) > (listed.changedAt ?? 0)) {
-            records.set(now.id, now);
-            changed = true;
-          }
-        }),
-      );
-      if (!changed) return decision;
+    // Sessions re-read and found as listed: safe to evict on this decision.
+    const confirmed = new Set<string>();
+    // The least recently authenticated first, at most the cap.
+    const candidates = (decision: EvictionDecision) => decision.evict.slice(-this.#maxEvictions);
+    let decision = decideNow();
+    if (this.#policy.dryRun) {
+      const evict = candidates(decision);
+      return { decision: { ...decision, evict }, deferred: decision.evict.length - evict.length };
     }
+    for (let round = 0; round < MAX_VERIFY_ROUNDS; round++) {
+      const toCheck = candidates(decision)
+        .map(({ session }) => session)
+        .filter((session) => !confirmed.has(session.id));
+      if (toCheck.length === 0) break;
+      let changed = false;
+      const parallel = pLimit(this.#deleteConcurrency);
+      await Promise.all(
+        toCheck.map((listed) =>
+          parallel(async () => {
+            const now = await this.#directory.getSession(listed.id, run);
+            if (!now) {
+              records.delete(listed.id);
+              changed = true;
+            } else if ((now.changedAt ?? 0) > (listed.changedAt ?? 0)) {
+              records.set(now.id, now);
+              changed = true;
+            } else {
+              confirmed.add(listed.id);
+            }
+          }),
+        ),
+      );
+      if (!changed) break;
+      decision = decideNow();
+    }
+    const wanted = decision.evict;
+    const evict = candidates(decision).filter(({ session }) => confirmed.has(session.id));
+    const deferred = wanted.length - evict.length;
+    if (deferred > 0) {
+      this.#logger.info(
+        { userId, deferred, evicting: evict.length, cap: this.#maxEvictions },
+        'sessions beyond the limit left for the next enforcement (over the per-enforcement cap or not confirmed by a re-read)',
+      );
+    }
+    return { decision: { ...decision, evict }, deferred };
   }
 
   #actionsOf(decision: EvictionDecision): Action[] {
     return [
       ...decision.evict.map(({ session }): Action => ({ event: 'session.evicted', session, rule: 'evict-oldest', extra: { kept: decision.keep.length } })),
-      ...(decision.deny ? [{ event: 'session.denied', session: decision.deny.session, rule: 'deny-new' } satisfies Action] : []),
+      ...decision.deny.map(({ session }): Action => ({ event: 'session.denied', session, rule: 'deny-new' })),
       ...decision.prune.map((session): Action => ({ event: 'session.pruned', session, rule: 'prune-expired' })),
     ];
   }
 
-  async #apply(userId: string, decision: EvictionDecision, actions: Action[], limit: ResolvedLimit, run: CallRunner): Promise<EnforcementResult> {
+  async #apply(userId: string, decision: EvictionDecision, actions: Action[], limit: ResolvedLimit, run: CallRunner): Promise<void> {
     const { dryRun } = this.#policy;
     this.#metrics?.activeSessions.observe(decision.units);
     const audit = (action: Action) =>
@@ -254,21 +551,12 @@ export class SessionLimitEnforcer {
         },
         dryRun ? `dry run: would have applied ${action.event}` : action.event,
       );
-    const result: EnforcementResult = {
-      outcome: decision.deny ? 'denied' : 'enforced',
-      userId,
-      active: decision.units,
-      evicted: decision.evict.map(({ session }) => session.id),
-      pruned: decision.prune.map((session) => session.id),
-      denied: decision.deny?.session.id,
-      dryRun,
-    };
     if (dryRun) {
       for (const action of actions) {
         audit(action);
         this.#metrics?.dryRunActions.inc({ action: action.event.replace('session.', '') });
       }
-      return result;
+      return;
     }
 
     const parallel = pLimit(this.#deleteConcurrency);
@@ -289,6 +577,5 @@ export class SessionLimitEnforcer {
       const first = outcomes.find((outcome): outcome is PromiseRejectedResult => outcome.status === 'rejected')!;
       throw new EnforcementError(userId, failed, first.reason);
     }
-    return result;
   }
 }

@@ -10,19 +10,33 @@ export class PerKeyQueue {
     return this.#tails.size;
   }
 
-  /** Runs `task` once every earlier task of `key` has settled; `waited` tells whether it had to wait. */
-  async run<T>(key: string, task: (waited: boolean) => Promise<T>): Promise<T> {
+  /**
+   * Runs `task` once every earlier task of `key` has settled; `waited` tells whether it had to wait. With `wait`, the
+   * caller decides how long to wait for the earlier tasks (e.g. until a deadline): `inTime` is false when it gave
+   * up, and the task then runs at once (to fail); later tasks still wait for the earlier ones.
+   */
+  async run<T>(
+    key: string,
+    task: (waited: boolean, inTime: boolean) => Promise<T>,
+    wait: (previous: Promise<void>) => Promise<boolean> = async (previous) => (await previous, true),
+  ): Promise<T> {
     const previous = this.#tails.get(key);
     let release!: () => void;
     const done = new Promise<void>((resolve) => (release = resolve));
-    const tail = previous ? previous.then(() => done) : done;
+    const tail = previous ? Promise.all([previous, done]).then(() => undefined) : done;
     this.#tails.set(key, tail);
+    let inTime = true;
     try {
-      if (previous) await previous;
-      return await task(previous !== undefined);
+      if (previous) inTime = await wait(previous);
+      return await task(previous !== undefined, inTime);
     } finally {
       release();
-      if (this.#tails.get(key) === tail) this.#tails.delete(key);
+      const forget = () => {
+        if (this.#tails.get(key) === tail) this.#tails.delete(key);
+      };
+      // The earlier tasks settled (we waited for them): forget the key now; else once they have.
+      if (inTime) forget();
+      else void tail.then(forget);
     }
   }
 }

@@ -18,15 +18,42 @@ export const RETRYABLE_CODES: ReadonlySet<Code> = new Set([
 /** Codes that retrying cannot fix: the token, its permissions or the request are wrong. */
 export const CONFIGURATION_CODES: ReadonlySet<Code> = new Set([Code.PermissionDenied, Code.Unauthenticated, Code.InvalidArgument]);
 
+/**
+ * The time one enforcement may take, from the webhook's arrival to its answer: every wait (the user's turn, the
+ * lock, a token fetch, the call queue) and every call takes what is left of it, never a fixed amount of its own.
+ */
 export class Budget {
-  readonly #deadline: number;
+  readonly deadline: number;
   readonly #now: () => number;
-  constructor(ms: number, now: () => number = Date.now) {
+  #signal: AbortSignal | undefined;
+  constructor(ms: number, now: () => number = Date.now, deadline?: number) {
     this.#now = now;
-    this.#deadline = now() + ms;
+    this.deadline = deadline ?? now() + ms;
+  }
+  /** A budget that ends at `deadline` (epoch ms by `now`). */
+  static until(deadline: number, now: () => number = Date.now): Budget {
+    return new Budget(0, now, deadline);
   }
   remaining(): number {
-    return Math.max(0, this.#deadline - this.#now());
+    return Math.max(0, this.deadline - this.#now());
+  }
+  /** Aborts at the deadline (for waits and calls that take a signal). */
+  get signal(): AbortSignal {
+    this.#signal ??= AbortSignal.timeout(Math.max(1, this.remaining()));
+    return this.#signal;
+  }
+  /** Waits for `promise` to settle, at most until the deadline: true when it settled in time. Never rejects. */
+  within(promise: Promise<unknown>): Promise<boolean> {
+    const left = this.remaining();
+    if (left <= 0) return Promise.resolve(false);
+    return new Promise<boolean>((resolve) => {
+      const timer = setTimeout(() => resolve(false), left);
+      const settle = () => {
+        clearTimeout(timer);
+        resolve(true);
+      };
+      promise.then(settle, settle);
+    });
   }
 }
 

@@ -1,6 +1,6 @@
 import { Code, ConnectError, type Interceptor, type Transport } from '@connectrpc/connect';
 import { createGrpcTransport, Http2SessionManager } from '@connectrpc/connect-node';
-import pLimit from 'p-limit';
+import PQueue from 'p-queue';
 import type { AccessTokenSource } from './credentials.js';
 import { UNAVAILABLE_CODES } from './session-directory.js';
 
@@ -37,8 +37,9 @@ export class ZitadelConnection {
     const baseUrl = String(options.baseUrl).replace(/\/+$/, '');
     // Our own session manager: it pings idle connections, and close() can abort it (a test server would hang).
     this.#sessions = new Http2SessionManager(baseUrl, { pingIntervalMs: 30_000, idleConnectionTimeoutMs: 60_000 });
+    // The token fetch waits at most for what is left of the call's deadline (the fetch itself is shared and bounded).
     const authenticate: Interceptor = (next) => async (request) => {
-      request.header.set('authorization', `Bearer ${await options.credentials.token()}`);
+      request.header.set('authorization', `Bearer ${await options.credentials.token(request.signal)}`);
       return next(request);
     };
     const observe: Interceptor = (next) => async (request) => {
@@ -57,26 +58,26 @@ export class ZitadelConnection {
         throw error;
       }
     };
-    // A bound on calls in flight, so that an outage (calls hanging until their deadline) cannot pile up sockets
-    // and memory; the wait counts against the call's own deadline.
-    const limit = pLimit(options.maxInFlight ?? 64);
-    const bounded: Interceptor = (next) => (request) => limit(() => next(request));
+    // A bound on calls in flight (MAX_ZITADEL_CALLS), so that an outage (calls hanging until their deadline) cannot
+    // pile up sockets and memory, and with --rate an even pace of call starts. A call waits in the queue at most until
+    // its own deadline (the enforcement's budget): then it leaves the queue and fails as DeadlineExceeded.
     const interval = options.maxCallsPerSecond ? 1000 / options.maxCallsPerSecond : 0;
-    let nextSlot = 0;
-    const paced: Interceptor = (next) => async (request) => {
-      if (interval > 0) {
-        const now = Date.now();
-        const slot = Math.max(now, nextSlot);
-        nextSlot = slot + interval;
-        if (slot > now) await new Promise((resolve) => setTimeout(resolve, slot - now));
+    const queue = new PQueue({ concurrency: options.maxInFlight ?? 64, ...(interval > 0 ? { interval, intervalCap: 1 } : {}) });
+    const bounded: Interceptor = (next) => async (request) => {
+      try {
+        return await queue.add(() => next(request), { signal: request.signal });
+      } catch (error) {
+        if (request.signal.aborted && !(error instanceof ConnectError)) {
+          throw new ConnectError(`${request.method.name} waited for a free call slot (MAX_ZITADEL_CALLS) until its deadline`, Code.DeadlineExceeded);
+        }
+        throw error;
       }
-      return next(request);
     };
     this.transport = createGrpcTransport({
       baseUrl,
       sessionManager: this.#sessions,
       defaultTimeoutMs: options.timeoutMs ?? 5000,
-      interceptors: [bounded, paced, observe, authenticate],
+      interceptors: [bounded, observe, authenticate],
     });
   }
 

@@ -6,8 +6,28 @@ import { z } from 'zod';
 
 /** Where the bearer token for ZITADEL calls comes from. */
 export interface AccessTokenSource {
-  /** A valid access token; may fetch a new one. */
-  token(): Promise<string>;
+  /** A valid access token; may fetch a new one, waiting for it at most until `signal` aborts (the call's deadline). */
+  token(signal?: AbortSignal): Promise<string>;
+}
+
+/** Waits for `promise`, but rejects as DeadlineExceeded once `signal` aborts (the promise goes on for others). */
+function untilAborted<T>(promise: Promise<T>, signal: AbortSignal): Promise<T> {
+  const expired = () => new ConnectError('the call\'s deadline passed while waiting for an access token from /oauth/v2/token', Code.DeadlineExceeded);
+  if (signal.aborted) return Promise.reject(expired());
+  return new Promise<T>((resolve, reject) => {
+    const onAbort = () => reject(expired());
+    signal.addEventListener('abort', onAbort, { once: true });
+    promise.then(
+      (value) => {
+        signal.removeEventListener('abort', onAbort);
+        resolve(value);
+      },
+      (error: unknown) => {
+        signal.removeEventListener('abort', onAbort);
+        reject(error);
+      },
+    );
+  });
 }
 
 /** A personal access token: valid until revoked. */
@@ -96,11 +116,12 @@ export class JwtProfileToken implements AccessTokenSource {
     this.#options = { refreshMarginMs: 60_000, now: Date.now, ...options, issuer: options.issuer.replace(/\/+$/, '') };
   }
 
-  token(): Promise<string> {
+  token(signal?: AbortSignal): Promise<string> {
     const current = this.#current;
     if (current && this.#options.now() < current.refreshAt) return Promise.resolve(current.token);
+    // One fetch for every caller, with its own timeout: it is not bound to the budget of whoever asked first.
     this.#pending ??= this.#fetch().finally(() => (this.#pending = undefined));
-    return this.#pending;
+    return signal ? untilAborted(this.#pending, signal) : this.#pending;
   }
 
   async #fetch(): Promise<string> {

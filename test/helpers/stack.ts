@@ -43,6 +43,8 @@ export interface StackOptions {
   existingSimulator?: ZitadelSimulator;
   /** The keys the service verifies with (ZITADEL_SIGNING_KEYS); default: SIGNING_KEY. */
   signingKeys?: string[];
+  /** deny-new: the clock difference tolerated between the simulator and the service (default: the service's). */
+  admissionClockSkewMs?: number;
   /** More environment variables for the service's configuration, given the simulator (e.g. to add a key). */
   env?: (simulator: ZitadelSimulator) => Record<string, string | undefined>;
 }
@@ -62,6 +64,7 @@ export async function startStack(options: StackOptions = {}): Promise<Stack> {
   const service = await composeService(config, createLogger(options.logLevel ?? 'info', logs), {
     defaultMetrics: false,
     pageSize: options.pageSize,
+    admissionClockSkewMs: options.admissionClockSkewMs,
   });
   const { app } = service;
   await app.ready();

@@ -5,7 +5,8 @@ import { fixtureFor } from '../helpers/payloads.js';
 import { minutesAgo, startStack } from '../helpers/stack.js';
 
 async function stack(t: Test, env: Record<string, string>, limit = 2) {
-  const s = await startStack({ limit, env: () => env });
+  // Sessions seeded right after the start count as new logins for deny-new (no clock skew between the two here).
+  const s = await startStack({ limit, env: () => env, admissionClockSkewMs: 0 });
   t.teardown(() => s.close());
   return s;
 }

@@ -1,4 +1,5 @@
 import t from 'tap';
+import { Budget } from '../../src/enforcement/retry.js';
 import { createLogger } from '../../src/logger.js';
 import { RedisUserLock } from '../../src/redis-lock.js';
 import { startRedis } from '../helpers/redis.js';
@@ -27,8 +28,8 @@ t.test('two replicas\' locks on one Redis never run one user\'s turns at once; o
   };
   const runs = [];
   for (let i = 0; i < 12; i++) {
-    runs.push(replicas[i % 2]!.run('alice', 5000, turn('alice')));
-    runs.push(replicas[(i + 1) % 2]!.run('bob', 5000, turn('bob')));
+    runs.push(replicas[i % 2]!.run('alice', new Budget(5000), turn('alice')));
+    runs.push(replicas[(i + 1) % 2]!.run('bob', new Budget(5000), turn('bob')));
   }
   const waited = await Promise.all(runs);
   t.equal(overlap, 0, 'no two turns of one user at once, across the two replicas');
@@ -55,7 +56,7 @@ t.test('a lock whose expiry passed and that another owner took is not released b
   // A takes the lock and keeps its turn open until the test says so.
   const aHolds = gate();
   const aEnds = gate();
-  const aTurn = a!.run('carol', 5000, async () => {
+  const aTurn = a!.run('carol', new Budget(5000), async () => {
     aHolds.open();
     await aEnds.opened;
   });
@@ -69,7 +70,7 @@ t.test('a lock whose expiry passed and that another owner took is not released b
   // B takes the lock over and keeps its turn open.
   const bHolds = gate();
   const bEnds = gate();
-  const bTurn = b!.run('carol', 5000, async () => {
+  const bTurn = b!.run('carol', new Budget(5000), async () => {
     bHolds.open();
     await bEnds.opened;
   });
@@ -84,7 +85,7 @@ t.test('a lock whose expiry passed and that another owner took is not released b
   t.ok((await a!.redis.pttl(key)) > 0, 'and still expires');
 
   // While B holds it, a third turn cannot get it and gives up within its budget.
-  await t.rejects(a!.run('carol', 50, async () => 'never'), /per-user lock in Redis/, 'a busy lock times out within the budget');
+  await t.rejects(a!.run('carol', new Budget(50), async () => 'never'), /turn was held by another replica/, 'a busy lock times out within the budget');
 
   bEnds.open();
   await bTurn;

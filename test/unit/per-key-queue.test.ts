@@ -33,7 +33,7 @@ t.test('a failing task does not block the next one', async (t) => {
   const failed = queue.run('k', async () => {
     throw new Error('boom');
   });
-  const next = queue.run('k', async (waited) => waited);
+  const next = queue.run('k', async (waited: boolean) => waited);
   await t.rejects(failed, /boom/);
   t.equal(await next, true);
   t.equal(queue.size, 0);

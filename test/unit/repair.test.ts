@@ -31,7 +31,7 @@ t.test('keyset paging on exact timestamps reaches every user once, whatever the 
   const checked: string[] = [];
   const summary = await repairAll({
     directory: instance(1000),
-    enforcer: { enforceUser: async (userId): Promise<EnforcementResult> => (checked.push(userId), { outcome: 'enforced', evicted: [], pruned: [], dryRun: false }) },
+    enforcer: { enforceUser: async (userId): Promise<EnforcementResult> => (checked.push(userId), { outcome: 'enforced', evicted: [], pruned: [], deferred: 0, dryRun: false }) },
   });
   t.equal(summary.usersChecked, 1000);
   t.equal(new Set(checked).size, 1000, 'no user skipped, none twice');
