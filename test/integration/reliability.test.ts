@@ -56,15 +56,16 @@ t.test('beyond MAX_CONCURRENT_ENFORCEMENTS, requests are shed with 503 and the s
   const { state } = s.simulator;
   // Four users (a burst of one user would be coalesced, not shed), one login each.
   const logins = ['u1', 'u2', 'u3', 'u4'].map((user) => seedLogins(state, user, 1)[0]!);
-  // The simulator holds every GetSession answer until the test opens the gate: the first two enforcements stay in
-  // flight while the other two arrive. No wall clock orders anything.
+  // The simulator holds every ListSessions answer (read inside the enforcement, after the trigger's GetSession)
+  // until the test opens the gate: the first two enforcements stay in flight while the other two arrive. No wall
+  // clock orders anything.
   let open!: () => void;
   const gate = new Promise<void>((resolve) => (open = resolve));
   let held = 0;
   let twoHeld!: () => void;
   const bothInFlight = new Promise<void>((resolve) => (twoHeld = resolve));
   state.afterCall.push(async (call) => {
-    if (call.method !== 'GetSession') return;
+    if (call.method !== 'ListSessions') return;
     if (++held === 2) twoHeld();
     await gate;
   });
