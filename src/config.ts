@@ -17,6 +17,7 @@ export interface Config {
   credentials: ZitadelCredentials;
   /** Deadline of every ZITADEL call. */
   zitadelTimeoutMs: number;
+  /** ZITADEL_SIGNING_KEYS; empty only for commands that serve no webhook (`servesWebhooks: false`). */
   signingKeys: string[];
   sessionLimit: number;
   signatureToleranceSeconds: number;
@@ -42,7 +43,27 @@ export interface Config {
   maxZitadelCalls: number;
   /** Several replicas: the cross-replica per-user lock. Undefined: in-process serialisation only. */
   redisUrl: string | undefined;
+  /** The HTTP server's bounds on slow clients and open connections. */
+  server: ServerLimits;
 }
+
+/** What a slow or greedy client may hold of the HTTP server. */
+export interface ServerLimits {
+  /** A request (headers and body) not received whole within this is answered 408 and its connection closed. */
+  requestTimeoutMs: number;
+  /** An idle keep-alive connection is closed after this. */
+  keepAliveTimeoutMs: number;
+  /** Connections open at once; more are closed as soon as they are accepted. */
+  maxConnections: number;
+}
+
+export const DEFAULT_SERVER_LIMITS: ServerLimits = {
+  requestTimeoutMs: 30_000,
+  // Longer than the idle timeout of common HTTP clients and proxies (60 s), so that it is always the client that
+  // closes an idle connection: a server closing one while the client reuses it fails a webhook.
+  keepAliveTimeoutMs: 72_000,
+  maxConnections: 1000,
+};
 
 export const DEFAULT_DENY_MESSAGE =
   'You are signed in on too many devices. Sign out on another device, then try again.';
@@ -86,19 +107,59 @@ function required(name: string, what: string) {
   );
 }
 
+/** ZITADEL_SIGNING_KEYS, once given: one key or several separated by commas. */
+const signingKeysValue = z
+  .string()
+  .transform((value) => value.split(',').map((key) => key.trim()))
+  .refine((keys) => keys.every((key) => key.length > 0), {
+    error: 'ZITADEL_SIGNING_KEYS must be one key or several separated by single commas, with no empty entry',
+  })
+  .refine((keys) => keys.every((key) => !/\s/.test(key)), {
+    error: 'ZITADEL_SIGNING_KEYS: a key must not contain whitespace',
+  });
+
+const ZITADEL_URL_PROBLEM = 'ZITADEL_URL must be an https:// (or, for a local ZITADEL, http://) URL without credentials';
+
+/**
+ * ZITADEL_URL as the service accepts it (the admin commands use the same rule): an http(s) URL without
+ * `user:password@`; undefined otherwise. The value is never echoed: it may hold credentials.
+ */
+export function parseZitadelUrl(value: string): URL | undefined {
+  try {
+    const url = new URL(value);
+    return (url.protocol === 'https:' || url.protocol === 'http:') && url.username === '' && url.password === '' ? url : undefined;
+  } catch {
+    return undefined;
+  }
+}
+
+/**
+ * Reads ZITADEL_URL for a command that sends a token to it: the URL, or a ConfigError whose message says what is
+ * wrong without the value. `required`: what to say when it is unset.
+ */
+export function readZitadelUrl(value: string | undefined, required: string): URL {
+  const trimmed = value?.trim();
+  if (!trimmed) throw new ConfigError([`ZITADEL_URL is required: ${required}`]);
+  const url = parseZitadelUrl(trimmed);
+  if (!url) throw new ConfigError([ZITADEL_URL_PROBLEM]);
+  return url;
+}
+
+/**
+ * The warning for a token sent over plain http:// to a host that is not loopback; undefined when there is none.
+ * `what`: which token travels (the access token, the admin token).
+ */
+export function plainHttpWarning(url: URL, what: string): string | undefined {
+  if (url.protocol !== 'http:' || isLoopback(url.hostname)) return undefined;
+  return (
+    `ZITADEL_URL uses plain http:// to ${url.hostname}, which is not a loopback address: ${what} ` +
+    'travels unencrypted. Use https:// outside local development.'
+  );
+}
+
 const schema = z.object({
   ZITADEL_URL: required('ZITADEL_URL', 'the base URL of your ZITADEL instance, e.g. https://my-instance.zitadel.cloud').pipe(
-    z.string().refine(
-      (value) => {
-        try {
-          const url = new URL(value);
-          return (url.protocol === 'https:' || url.protocol === 'http:') && url.username === '' && url.password === '';
-        } catch {
-          return false;
-        }
-      },
-      { error: 'ZITADEL_URL must be an https:// (or, for a local ZITADEL, http://) URL without credentials' },
-    ),
+    z.string().refine((value) => parseZitadelUrl(value) !== undefined, { error: ZITADEL_URL_PROBLEM }),
   ),
   ZITADEL_TOKEN: z.preprocess(
     blankToUndefined,
@@ -125,6 +186,9 @@ const schema = z.object({
   ENFORCE_BUDGET_MS: integer('ENFORCE_BUDGET_MS', 100, 120_000, 5000),
   MAX_CONCURRENT_ENFORCEMENTS: integer('MAX_CONCURRENT_ENFORCEMENTS', 1, 100_000, 256),
   MAX_ZITADEL_CALLS: integer('MAX_ZITADEL_CALLS', 1, 10_000, 64),
+  REQUEST_TIMEOUT_MS: integer('REQUEST_TIMEOUT_MS', 1000, 600_000, DEFAULT_SERVER_LIMITS.requestTimeoutMs),
+  KEEP_ALIVE_TIMEOUT_MS: integer('KEEP_ALIVE_TIMEOUT_MS', 1000, 600_000, DEFAULT_SERVER_LIMITS.keepAliveTimeoutMs),
+  MAX_CONNECTIONS: integer('MAX_CONNECTIONS', 1, 1_000_000, DEFAULT_SERVER_LIMITS.maxConnections),
   REDIS_URL: z.preprocess(
     blankToUndefined,
     z
@@ -145,17 +209,7 @@ const schema = z.object({
   ZITADEL_SIGNING_KEYS: required(
     'ZITADEL_SIGNING_KEYS',
     "the target's signing key from ZITADEL; during a rotation several, separated by commas",
-  ).pipe(
-    z
-      .string()
-      .transform((value) => value.split(',').map((key) => key.trim()))
-      .refine((keys) => keys.every((key) => key.length > 0), {
-        error: 'ZITADEL_SIGNING_KEYS must be one key or several separated by single commas, with no empty entry',
-      })
-      .refine((keys) => keys.every((key) => !/\s/.test(key)), {
-        error: 'ZITADEL_SIGNING_KEYS: a key must not contain whitespace',
-      }),
-  ),
+  ).pipe(signingKeysValue),
   SESSION_LIMIT: integer('SESSION_LIMIT', 1, 10_000, 2),
   SIGNATURE_TOLERANCE_SECONDS: integer('SIGNATURE_TOLERANCE_SECONDS', 1, 3600, 300),
   PORT: integer('PORT', 0, 65_535, 8080),
@@ -165,6 +219,19 @@ const schema = z.object({
     z.enum(logLevels, { error: `LOG_LEVEL must be one of ${logLevels.join(', ')}` }).default('info'),
   ),
 });
+
+/**
+ * For commands that serve no webhook (`enforce`, `doctor`): the signing keys are optional. A cron job has no
+ * business holding the webhook secret; keys that are given are still checked (doctor compares them).
+ */
+const schemaWithoutWebhooks = schema.extend({
+  ZITADEL_SIGNING_KEYS: z.preprocess(blankToUndefined, signingKeysValue.optional()).transform((keys) => keys ?? []),
+});
+
+export interface LoadOptions {
+  /** `true` (default): the service, which verifies webhooks and needs ZITADEL_SIGNING_KEYS; `false`: other commands. */
+  servesWebhooks?: boolean;
+}
 
 export class ConfigError extends Error {
   readonly problems: string[];
@@ -182,8 +249,8 @@ export interface LoadedConfig {
 }
 
 /** Reads and validates the configuration; throws `ConfigError` listing every problem, one line each. */
-export function loadConfig(env: Record<string, string | undefined>): LoadedConfig {
-  const result = schema.safeParse(env);
+export function loadConfig(env: Record<string, string | undefined>, options: LoadOptions = {}): LoadedConfig {
+  const result = (options.servesWebhooks === false ? schemaWithoutWebhooks : schema).safeParse(env);
   // Our own messages name the variable; zod's defaults never echo the input, so no secret can leak here.
   const problems = result.success
     ? []
@@ -209,12 +276,8 @@ export function loadConfig(env: Record<string, string | undefined>): LoadedConfi
         'check that the target\'s key was copied whole, not a placeholder',
     );
   }
-  if (zitadelUrl.protocol === 'http:' && !isLoopback(zitadelUrl.hostname)) {
-    warnings.push(
-      `ZITADEL_URL uses plain http:// to ${zitadelUrl.hostname}, which is not a loopback address: the access token ` +
-        'travels unencrypted. Use https:// outside local development.',
-    );
-  }
+  const plainHttp = plainHttpWarning(zitadelUrl, 'the access token');
+  if (plainHttp) warnings.push(plainHttp);
   return {
     config: {
       zitadelUrl,
@@ -241,6 +304,11 @@ export function loadConfig(env: Record<string, string | undefined>): LoadedConfi
       maxConcurrentEnforcements: env_.MAX_CONCURRENT_ENFORCEMENTS,
       maxZitadelCalls: env_.MAX_ZITADEL_CALLS,
       redisUrl: env_.REDIS_URL,
+      server: {
+        requestTimeoutMs: env_.REQUEST_TIMEOUT_MS,
+        keepAliveTimeoutMs: env_.KEEP_ALIVE_TIMEOUT_MS,
+        maxConnections: env_.MAX_CONNECTIONS,
+      },
     },
     warnings,
   };

@@ -80,6 +80,30 @@ export const errorCatalog = {
     status: 404,
     message: 'No such route. The webhook endpoint is POST /webhooks/zitadel.',
   },
+  ERR_METHOD_NOT_ALLOWED: {
+    status: 405,
+    message: 'This route does not accept this method; the Allow header lists the ones it does. The webhook endpoint is POST /webhooks/zitadel.',
+  },
+  ERR_BAD_REQUEST: {
+    status: 400,
+    message:
+      'The request is not valid HTTP/1.1 (request line, a header, the URL or Content-Length); the connection was closed. ' +
+      'Check the client or the proxy in front of this service.',
+  },
+  ERR_REQUEST_TIMEOUT: {
+    status: 408,
+    message:
+      'The request was not received whole within REQUEST_TIMEOUT_MS; the connection was closed. Check the network ' +
+      'between ZITADEL and this service.',
+  },
+  ERR_HEADERS_TOO_LARGE: {
+    status: 431,
+    message: 'The request headers exceed 16 KiB; ZITADEL sends far less. Check what a proxy in front of this service adds.',
+  },
+  ERR_SHUTTING_DOWN: {
+    status: 503,
+    message: 'This instance is shutting down and takes no new request; retry, another instance (or this one, restarted) will answer.',
+  },
   ERR_INTERNAL: {
     status: 500,
     message: 'An unexpected error occurred; the log has the details.',

@@ -1,11 +1,12 @@
-import http from 'node:http';
 import type { FastifyInstance } from 'fastify';
 import type { Logger } from 'pino';
 import { buildApp } from './app.js';
 import { ConfigError, loadConfig, type Config } from './config.js';
 import { SessionLimitEnforcer } from './enforcement/enforcer.js';
+import { isBindError, ListenError } from './listen.js';
 import { createLogger } from './logger.js';
 import { createMetrics, type Metrics } from './metrics.js';
+import { createMetricsServer, listenMetrics } from './metrics-server.js';
 import { ZitadelConnection } from './zitadel/connection.js';
 import { JwtProfileToken, PersonalAccessToken, type AccessTokenSource } from './zitadel/credentials.js';
 import type { RedisUserLock } from './redis-lock.js';
@@ -55,7 +56,8 @@ export async function composeService(config: Config, logger: Logger, options: Co
     maxCallsPerSecond: options.maxCallsPerSecond,
     observe: (method, result, seconds) => {
       metrics.zitadelCalls.inc({ method, result });
-      metrics.zitadelCallDuration.observe({ method }, seconds);
+      // A call that never left the MAX_ZITADEL_CALLS queue took no time in ZITADEL.
+      if (result !== 'QueueTimeout') metrics.zitadelCallDuration.observe({ method }, seconds);
     },
   });
   const lock = config.redisUrl
@@ -67,6 +69,7 @@ export async function composeService(config: Config, logger: Logger, options: Co
         key: config.limitMetadataKey,
         fallback: config.sessionLimit,
         cacheSeconds: config.limitCacheSeconds,
+        callTimeoutMs: config.zitadelTimeoutMs,
       })
     : config.sessionLimit;
   // deny-new remembers admitted sessions: in Redis with REDIS_URL (replicas and restarts agree), else in memory.
@@ -92,8 +95,9 @@ export async function composeService(config: Config, logger: Logger, options: Co
     signingKeys: config.signingKeys,
     signatureToleranceSeconds: config.signatureToleranceSeconds,
     denyMessage: config.denyMessage,
-    readiness: createReadinessCheck({ connection, directory, redis: lock }),
+    readiness: createReadinessCheck({ connection, directory, redis: lock, logger }),
     exposeMetrics: config.metricsPort === undefined,
+    limits: config.server,
   });
   return {
     app,
@@ -157,16 +161,17 @@ export async function runService(env: Record<string, string | undefined> = proce
 
   // With REDIS_URL, give Redis a moment to connect before the first webhook (it falls back without the lock).
   if (service.lock && !(await service.lock.ready(2000))) logger.warn('Redis is not reachable yet: enforcing without the cross-replica lock until it is');
-  await service.app.listen({ port: config.port, host: config.host });
   if (config.metricsPort !== undefined) {
-    // /metrics apart from the public port, for Fly's scraper on the private network.
-    const { registry } = service.metrics;
-    const metricsServer = http.createServer(async (request, response) => {
-      if (request.url !== '/metrics') return void response.writeHead(404).end();
-      response.writeHead(200, { 'content-type': registry.contentType }).end(await registry.metrics());
-    });
-    metricsServer.listen(config.metricsPort, config.host);
+    // /metrics apart from the public port, for Fly's scraper on the private network. Bound first: a port that is
+    // taken stops the service before it takes webhooks.
+    const metricsServer = createMetricsServer(service.metrics.registry, logger);
+    await listenMetrics(metricsServer, config.metricsPort, config.host);
     metricsServer.unref();
+  }
+  try {
+    await service.app.listen({ port: config.port, host: config.host });
+  } catch (error) {
+    throw isBindError(error) ? new ListenError('PORT', config.port, config.host, error) : error;
   }
   logger.info(
     {

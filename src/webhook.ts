@@ -36,6 +36,8 @@ export function toServiceError(error: unknown): ServiceError {
   if (code === 'FST_ERR_CTP_INVALID_MEDIA_TYPE') return new ServiceError('ERR_UNSUPPORTED_MEDIA_TYPE');
   if (code === 'FST_ERR_CTP_BODY_TOO_LARGE') return new ServiceError('ERR_BODY_TOO_LARGE');
   if (code === 'FST_ERR_CTP_INVALID_CONTENT_LENGTH') return new ServiceError('ERR_BODY_NOT_JSON', 'Content-Length does not match the body');
+  // The connection closed (or was cut off at REQUEST_TIMEOUT_MS) before the whole body arrived: not a bug of ours.
+  if (code === 'ECONNRESET') return new ServiceError('ERR_BAD_REQUEST', 'the connection closed before the whole body arrived');
   return new ServiceError('ERR_INTERNAL');
 }
 

@@ -7,6 +7,7 @@ import { OIDCGrantType, OIDCTokenType } from '@zitadel/proto/zitadel/app/v2beta/
 import { ProjectService } from '@zitadel/proto/zitadel/project/v2beta/project_service_pb.js';
 import { signPayload } from '../signature/sign.js';
 import type { ActionApi, Target } from '../zitadel/action-api.js';
+import { UNAVAILABLE_CODES } from '../zitadel/session-directory.js';
 import { METHODS } from './registration.js';
 
 export type Status = 'PASS' | 'FAIL' | 'WARN' | 'SKIP';
@@ -54,6 +55,8 @@ export async function runDoctor(inputs: DoctorInputs): Promise<CheckResult[]> {
     if (code === Code.NotFound || code === Code.PermissionDenied) reachable = true;
     else if (code === Code.Unauthenticated) {
       add('FAIL', 'runtime token', 'ZITADEL rejected the token: check ZITADEL_TOKEN (or ZITADEL_KEY_FILE); it may be expired or revoked');
+    } else if (UNAVAILABLE_CODES.has(code)) {
+      add('FAIL', 'ZITADEL reachable', `${inputs.zitadelUrl} is unreachable: ${Code[code]}: ${ConnectError.from(error).rawMessage}`);
     } else add('FAIL', 'ZITADEL reachable', `${inputs.zitadelUrl} did not answer: ${Code[code]} ${ConnectError.from(error).rawMessage}`);
   }
   if (reachable) {
@@ -103,7 +106,9 @@ export async function runDoctor(inputs: DoctorInputs): Promise<CheckResult[]> {
             bound ? 'the target is bound' : 'the target is not bound: run register again (it keeps other targets)',
           );
         }
-        if (target.signingKey !== undefined) {
+        if (target.signingKey !== undefined && inputs.signingKeys.length === 0) {
+          add('SKIP', 'signing key', 'ZITADEL_SIGNING_KEYS is not set here: run doctor with the service\'s environment to check it');
+        } else if (target.signingKey !== undefined) {
           const known = inputs.signingKeys.includes(target.signingKey);
           add(
             known ? 'PASS' : 'FAIL',

@@ -1,5 +1,6 @@
 import { parseArgs } from 'node:util';
 import { register, rotateKey, unregister, type ExecutionChange } from '../admin/registration.js';
+import { ConfigError, plainHttpWarning, readZitadelUrl } from '../config.js';
 import { ActionApi, type TargetSpec } from '../zitadel/action-api.js';
 
 const DEFAULT_NAME = 'session-limiter';
@@ -51,15 +52,25 @@ goes through a second target:
 
 ${ADMIN_ENV}`;
 
+/**
+ * The Action API with the admin token, once ZITADEL_URL passed the service's own validation (never echoed: it may
+ * hold credentials). Warns on stderr, before anything is sent, when the token would travel over plain http://.
+ */
 function adminApi(): ActionApi {
-  const url = process.env.ZITADEL_URL?.trim();
+  const problems: string[] = [];
+  let url: URL | undefined;
+  try {
+    url = readZitadelUrl(process.env.ZITADEL_URL, 'your ZITADEL, e.g. https://my-instance.zitadel.cloud');
+  } catch (error) {
+    if (!(error instanceof ConfigError)) throw error;
+    problems.push(...error.problems);
+  }
   const token = process.env.ZITADEL_ADMIN_TOKEN?.trim();
-  const problems = [
-    !url && 'ZITADEL_URL is required: your ZITADEL, e.g. https://my-instance.zitadel.cloud',
-    !token && 'ZITADEL_ADMIN_TOKEN is required: a token of an IAM_OWNER (targets and executions need it)',
-  ].filter((problem): problem is string => Boolean(problem));
-  if (problems.length > 0) throw new UsageError(problems);
-  return new ActionApi({ baseUrl: url!, token: token! });
+  if (!token) problems.push('ZITADEL_ADMIN_TOKEN is required: a token of an IAM_OWNER (targets and executions need it)');
+  if (!url || !token) throw new UsageError(problems);
+  const warning = plainHttpWarning(url, 'the admin token');
+  if (warning) process.stderr.write(`warning: ${warning}\n`);
+  return new ActionApi({ baseUrl: url, token });
 }
 
 export class UsageError extends Error {

@@ -1,6 +1,6 @@
 import { parseArgs } from 'node:util';
 import { runDoctor, type CheckResult } from '../admin/doctor.js';
-import { ConfigError, loadConfig } from '../config.js';
+import { ConfigError, loadConfig, plainHttpWarning } from '../config.js';
 import { credentialsFor } from '../service.js';
 import { ActionApi } from '../zitadel/action-api.js';
 import { ZitadelConnection } from '../zitadel/connection.js';
@@ -17,9 +17,9 @@ Checks a deployment, one PASS / FAIL / WARN / SKIP line each; exits 1 if anythin
   - WARN for each OIDC app where an eviction does not really sign the device out: no back-channel logout URI,
     JWT access tokens, refresh tokens granted                     (needs ZITADEL_ADMIN_TOKEN)
 
-It reads the service's own environment (ZITADEL_URL, ZITADEL_TOKEN or ZITADEL_KEY_FILE, ZITADEL_SIGNING_KEYS)
-plus ZITADEL_ADMIN_TOKEN; run it where the service's configuration is, e.g. "fly ssh console -C
-'zitadel-session-limiter doctor'".
+It reads the service's own environment (ZITADEL_URL, ZITADEL_TOKEN or ZITADEL_KEY_FILE, and ZITADEL_SIGNING_KEYS
+if set: without it the key check is skipped) plus ZITADEL_ADMIN_TOKEN; run it where the service's configuration
+is, e.g. "fly ssh console -C 'zitadel-session-limiter doctor'".
 
   --name NAME      the target's name                          default session-limiter
   --endpoint URL   check this endpoint instead of the target's
@@ -46,14 +46,18 @@ export async function doctorCommand(argv: string[]): Promise<number> {
   };
 
   let config;
+  let warnings: string[];
   try {
-    ({ config } = loadConfig(process.env));
+    ({ config, warnings } = loadConfig(process.env, { servesWebhooks: false })); // the signing keys are optional here
   } catch (error) {
     if (!(error instanceof ConfigError)) throw error;
     return print(error.problems.map((problem) => ({ status: 'FAIL' as const, check: 'configuration', detail: problem })));
   }
-  const runtime = new ZitadelConnection({ baseUrl: config.zitadelUrl, credentials: credentialsFor(config), timeoutMs: config.zitadelTimeoutMs });
   const adminToken = process.env.ZITADEL_ADMIN_TOKEN?.trim();
+  // Before any token is sent: a warning on stderr when one would travel unencrypted.
+  if (adminToken) warnings.push(plainHttpWarning(config.zitadelUrl, 'the admin token') ?? '');
+  for (const warning of warnings.filter(Boolean)) process.stderr.write(`warning: ${warning}\n`);
+  const runtime = new ZitadelConnection({ baseUrl: config.zitadelUrl, credentials: credentialsFor(config), timeoutMs: config.zitadelTimeoutMs });
   const adminConnection = adminToken
     ? new ZitadelConnection({ baseUrl: config.zitadelUrl, credentials: new PersonalAccessToken(adminToken), timeoutMs: config.zitadelTimeoutMs })
     : undefined;

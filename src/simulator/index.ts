@@ -5,6 +5,7 @@
 export { ZitadelSimulator, DEFAULT_SIMULATOR_TOKEN, type SimulatorOptions } from './simulator.js';
 export {
   SimulatorState,
+  DEFAULT_PROJECTION_LAG_MS,
   ALL_PERMISSIONS,
   LOGIN_CLIENT_PERMISSIONS,
   type Permission,

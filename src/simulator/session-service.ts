@@ -1,6 +1,6 @@
 import { randomBytes } from 'node:crypto';
 import { create, type DescMessage, type MessageShape } from '@bufbuild/protobuf';
-import { timestampDate, timestampFromDate } from '@bufbuild/protobuf/wkt';
+import { timestampFromDate, TimestampSchema, type Timestamp } from '@bufbuild/protobuf/wkt';
 import { TimestampQueryMethod } from '@zitadel/proto/zitadel/object/v2/object_pb.js';
 import { Code, ConnectError, type HandlerContext, type ServiceImpl } from '@connectrpc/connect';
 import { SessionFieldName, SessionSchema, type Session } from '@zitadel/proto/zitadel/session/v2/session_pb.js';
@@ -30,12 +30,24 @@ const TIMESTAMP_METHODS: Record<number, (value: number, at: number) => boolean> 
 };
 const DEFAULT_LIST_LIMIT = 100;
 
+/** A session's creation time in epoch microseconds (ZITADEL's precision; below 2^53 for dates until year 2255). */
+const creationMicrosOf = (session: SimSession) => session.creationDate.getTime() * 1000 + session.creationMicros;
+
+/** A query's timestamp in epoch microseconds: PostgreSQL keeps microseconds and cuts the nanoseconds below them. */
+const microsOf = (timestamp: Timestamp) => Number(timestamp.seconds) * 1_000_000 + Math.floor(timestamp.nanos / 1000);
+
+function creationTimestamp(session: SimSession): Timestamp {
+  const ms = session.creationDate.getTime();
+  const seconds = Math.floor(ms / 1000);
+  return create(TimestampSchema, { seconds: BigInt(seconds), nanos: (ms - seconds * 1000) * 1_000_000 + session.creationMicros * 1000 });
+}
+
 export function toProtoSession(session: SimSession): Session {
   const at = (date: Date) => timestampFromDate(date);
   const { factors } = session;
   return create(SessionSchema, {
     id: session.id,
-    creationDate: at(session.creationDate),
+    creationDate: creationTimestamp(session),
     changeDate: at(session.changeDate),
     sequence: session.sequence,
     factors: {
@@ -243,10 +255,10 @@ export function sessionServiceImpl(
               sessions = sessions.filter((s) => s.fingerprintId === query.value.fingerprintId);
               break;
             case 'creationDateQuery': {
-              const at = query.value.creationDate ? timestampDate(query.value.creationDate).getTime() : 0;
+              const at = query.value.creationDate ? microsOf(query.value.creationDate) : 0;
               const compare = TIMESTAMP_METHODS[query.value.method];
               if (!compare) throw new ConnectError('unknown TimestampQueryMethod', Code.InvalidArgument);
-              sessions = sessions.filter((s) => compare(s.creationDate.getTime(), at));
+              sessions = sessions.filter((s) => compare(creationMicrosOf(s), at));
               break;
             }
             default:
@@ -254,8 +266,13 @@ export function sessionServiceImpl(
           }
         }
         if (request.sortingColumn === SessionFieldName.CREATION_DATE) {
+          // ZITADEL (PostgreSQL) orders ties, sessions created in the same microsecond, as it happens to: here in a
+          // seeded random order that changes from call to call, so that nothing may rely on it (state.seed
+          // reproduces a run).
           const direction = request.query?.asc ? 1 : -1;
-          sessions.sort((a, b) => direction * (a.creationDate.getTime() - b.creationDate.getTime() || (a.id < b.id ? -1 : 1)));
+          const keyed = sessions.map((session) => ({ session, key: creationMicrosOf(session), tie: state.random() }));
+          keyed.sort((a, b) => direction * (a.key - b.key) || a.tie - b.tie);
+          sessions = keyed.map(({ session }) => session);
         } else {
           // Unspecified order in ZITADEL; newest writes first here, so that nothing may rely on it.
           sessions.reverse();

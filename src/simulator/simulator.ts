@@ -20,8 +20,18 @@ import { ALL_PERMISSIONS, SimulatorState, type Permission, type ProjectionMode }
 export interface SimulatorOptions {
   /** Bearer tokens and their permissions; default: `simulator-token` with every permission. */
   tokens?: Record<string, readonly Permission[]>;
+  /**
+   * When ListSessions sees writes: by default after `DEFAULT_PROJECTION_LAG_MS` (100 ms), as ZITADEL's projection
+   * catches up within moments; `'until-read'` only after a GetSession; `'immediate'`; or a lag in ms.
+   */
   projectionMode?: ProjectionMode;
+  /**
+   * The simulator's clock (token expiry, creation and verification times, projection lag); default the real one.
+   * With it, a session's creation time is exactly `now()`, so a test can create sessions with equal timestamps.
+   */
   now?: () => Date;
+  /** The seed of the order of ties in ListSessions (default random; read it back from `state.seed`). */
+  seed?: number;
 }
 
 export const DEFAULT_SIMULATOR_TOKEN = 'simulator-token';
@@ -71,7 +81,7 @@ export class ZitadelSimulator {
   #url: string | undefined;
 
   constructor(options: SimulatorOptions = {}) {
-    this.state = new SimulatorState({ projectionMode: options.projectionMode, now: options.now });
+    this.state = new SimulatorState({ projectionMode: options.projectionMode, now: options.now, seed: options.seed });
     this.actions = new ActionsRegistry(this.state);
     const tokens = options.tokens ?? { [DEFAULT_SIMULATOR_TOKEN]: ALL_PERMISSIONS };
     for (const [token, permissions] of Object.entries(tokens)) this.state.addToken(token, permissions);

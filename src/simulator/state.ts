@@ -46,6 +46,11 @@ export interface SimSession {
   loginName: string;
   organizationId: string;
   creationDate: Date;
+  /**
+   * The microseconds past `creationDate`'s millisecond (0..999): ZITADEL's timestamps have microseconds (PostgreSQL),
+   * a Date only milliseconds. ListSessions sorts and filters on both.
+   */
+  creationMicros: number;
   changeDate: Date;
   sequence: bigint;
   /** When the user check was verified. */
@@ -66,6 +71,8 @@ export interface SessionSeed {
   loginName?: string | undefined;
   organizationId?: string | undefined;
   creationDate?: Date;
+  /** Microseconds past `creationDate`'s millisecond (0..999); default 0 when `creationDate` is given. */
+  creationMicros?: number;
   factors?: Partial<Record<SimFactorName, Date>>;
   expirationDate?: Date;
   fingerprintId?: string | undefined;
@@ -120,10 +127,35 @@ export interface Fault {
 }
 
 /**
- * When ListSessions sees writes: `'until-read'` (ZITADEL's default behaviour: a GetSession brings the projection
- * up to date), `'immediate'`, or a lag in milliseconds after which a write becomes visible on its own.
+ * When ListSessions sees writes. A lag in milliseconds (the default, `DEFAULT_PROJECTION_LAG_MS`): a write becomes
+ * visible on its own after the lag, as ZITADEL's projection catches up within moments; `'until-read'`: only after
+ * a GetSession (a projection that never catches up by itself, the worst case); `'immediate'`. In every mode a
+ * GetSession brings the projection up to date at once, as ZITADEL's does.
  */
 export type ProjectionMode = 'until-read' | 'immediate' | number;
+
+export const DEFAULT_PROJECTION_LAG_MS = 100;
+
+/** A write waiting to reach the projection: at `visibleAt` (epoch ms; Infinity: only with a GetSession). */
+interface PendingWrite {
+  visibleAt: number;
+  /** The session written; undefined: anything (the whole state). */
+  sessionId: string | undefined;
+  /** What the write left (null: deleted), as of the write; undefined when only a GetSession applies it. */
+  snapshot?: SimSession | null | Map<string, SimSession>;
+}
+
+/** mulberry32: a small seeded PRNG, so that a failing seed reproduces the same orders of ties. */
+function seededRandom(seed: number): () => number {
+  let a = seed >>> 0;
+  return () => {
+    a = (a + 0x6d2b79f5) >>> 0;
+    let t = a;
+    t = Math.imul(t ^ (t >>> 15), t | 1);
+    t ^= t + Math.imul(t ^ (t >>> 7), t | 61);
+    return ((t ^ (t >>> 14)) >>> 0) / 4294967296;
+  };
+}
 
 export class SimulatorState {
   readonly sessions = new Map<string, SimSession>();
@@ -158,19 +190,42 @@ export class SimulatorState {
   /** Added before every call answers, per method or for all (`'*'`). */
   latencyMs: Partial<Record<SimMethod | '*', number>> = {};
   now: () => Date;
+  /** The seed of the order of ties in ListSessions: give it back (`seed` option) to reproduce a run. */
+  readonly seed: number;
+  /** Seeded random numbers in [0, 1): the order of ties. */
+  readonly random: () => number;
 
   /** What ListSessions reads: a copy of the sessions as of the last projection update. */
   #projection = new Map<string, SimSession>();
-  #dirty = new Set<string>();
-  #dirtyAll = false;
+  /** Writes not yet in the projection, in the order they were made. */
+  #pending: PendingWrite[] = [];
   #faults = new Map<SimMethod | '*', Fault>();
   #nextId = 300_000_000_000_001_000n;
   #sequence = 0n;
-  #lagTimers = new Set<NodeJS.Timeout>();
+  /** With the real clock: the last creation time handed out, to count microseconds within a millisecond. */
+  #lastCreation = { ms: 0, micros: 0 };
+  readonly #fixedClock: boolean;
 
-  constructor(options: { projectionMode?: ProjectionMode; now?: () => Date } = {}) {
-    this.projectionMode = options.projectionMode ?? 'until-read';
+  constructor(options: { projectionMode?: ProjectionMode; now?: () => Date; seed?: number } = {}) {
+    this.projectionMode = options.projectionMode ?? DEFAULT_PROJECTION_LAG_MS;
+    this.#fixedClock = options.now !== undefined;
     this.now = options.now ?? (() => new Date());
+    this.seed = options.seed ?? Math.floor(Math.random() * 2 ** 32);
+    this.random = seededRandom(this.seed);
+  }
+
+  /**
+   * A creation time with microseconds. With an injected clock (`now`), exactly its time (so a test can create
+   * sessions with identical timestamps); with the real clock, sessions created within one millisecond get
+   * successive microseconds, as ZITADEL's timestamps mostly differ.
+   */
+  creationTime(): { date: Date; micros: number } {
+    const date = this.now();
+    if (this.#fixedClock) return { date, micros: 0 };
+    const ms = date.getTime();
+    const micros = ms === this.#lastCreation.ms ? Math.min(this.#lastCreation.micros + 1, 999) : 0;
+    this.#lastCreation = { ms, micros };
+    return { date, micros };
   }
 
   newId(): string {
@@ -229,14 +284,18 @@ export class SimulatorState {
 
   /** Adds a session as if a login had written it (it reaches ListSessions per the projection mode). */
   seedSession(seed: SessionSeed): SimSession {
-    const now = this.now();
-    const creationDate = seed.creationDate ?? now;
+    const created = seed.creationDate ? { date: seed.creationDate, micros: seed.creationMicros ?? 0 } : this.creationTime();
+    const creationDate = created.date;
+    if (!Number.isInteger(created.micros) || created.micros < 0 || created.micros > 999) {
+      throw new RangeError('creationMicros must be a whole number of microseconds between 0 and 999');
+    }
     const session: SimSession = {
       id: seed.id ?? this.newId(),
       userId: seed.userId,
       loginName: seed.loginName ?? `user-${seed.userId}@example.com`,
       organizationId: seed.organizationId ?? '300000000000000002',
       creationDate,
+      creationMicros: created.micros,
       changeDate: creationDate,
       sequence: this.nextSequence(),
       userVerifiedAt: creationDate,
@@ -282,41 +341,53 @@ export class SimulatorState {
    * according to the projection mode.
    */
   written(sessionId?: string): void {
-    if (sessionId === undefined) this.#dirtyAll = true;
-    else this.#dirty.add(sessionId);
     const mode = this.projectionMode;
-    if (mode === 'immediate') this.syncProjection();
-    else if (typeof mode === 'number') {
-      // The write is visible at the latest after the lag; an earlier update (a GetSession) shows it sooner.
-      const timer = setTimeout(() => {
-        this.#lagTimers.delete(timer);
-        this.syncProjection();
-      }, mode);
-      timer.unref();
-      this.#lagTimers.add(timer);
+    if (mode === 'immediate') {
+      this.#pending.push({ visibleAt: -Infinity, sessionId });
+      return this.syncProjection();
     }
+    if (mode === 'until-read') return void this.#pending.push({ visibleAt: Infinity, sessionId });
+    // Visible on its own after the lag (judged by `now`, so an injected clock decides), as it was when written.
+    const session = sessionId === undefined ? undefined : this.sessions.get(sessionId);
+    const snapshot =
+      sessionId === undefined
+        ? new Map([...this.sessions].map(([id, s]) => [id, structuredClone(s)]))
+        : session
+          ? structuredClone(session)
+          : null;
+    this.#pending.push({ visibleAt: this.now().getTime() + mode, sessionId, snapshot });
   }
 
-  /** Applies the writes since the last update to the projection, as ZITADEL's GetSession does. */
+  /** Applies every write since the last update to the projection, as ZITADEL's GetSession does. */
   syncProjection(): void {
-    if (this.#dirtyAll) return this.updateProjection();
-    for (const id of this.#dirty) {
-      const session = this.sessions.get(id);
-      if (session) this.#projection.set(id, structuredClone(session));
-      else this.#projection.delete(id);
+    if (this.#pending.some((write) => write.sessionId === undefined)) return this.updateProjection();
+    for (const { sessionId } of this.#pending) {
+      const session = this.sessions.get(sessionId!);
+      if (session) this.#projection.set(sessionId!, structuredClone(session));
+      else this.#projection.delete(sessionId!);
     }
-    this.#dirty.clear();
+    this.#pending = [];
   }
 
   /** Rebuilds the whole projection from the sessions (also picks up changes a test made to them directly). */
   updateProjection(): void {
     this.#projection = new Map([...this.sessions].map(([id, s]) => [id, structuredClone(s)]));
-    this.#dirty.clear();
-    this.#dirtyAll = false;
+    this.#pending = [];
   }
 
-  /** The sessions ListSessions sees right now (possibly stale). */
+  /** The sessions ListSessions sees right now (possibly stale): the projection, with the writes whose lag passed. */
   projectedSessions(): SimSession[] {
+    const now = this.now().getTime();
+    // In order, up to the first write not yet due: a projection applies events in the order they happened.
+    let due = 0;
+    while (due < this.#pending.length && this.#pending[due]!.visibleAt <= now) {
+      const { sessionId, snapshot } = this.#pending[due]!;
+      if (snapshot instanceof Map) this.#projection = snapshot;
+      else if (snapshot) this.#projection.set(sessionId!, snapshot);
+      else this.#projection.delete(sessionId!);
+      due += 1;
+    }
+    if (due > 0) this.#pending = this.#pending.slice(due);
     return [...this.#projection.values()];
   }
 
@@ -371,8 +442,8 @@ export class SimulatorState {
     );
   }
 
+  /** Lets go of the writes still waiting for the projection. */
   dispose(): void {
-    for (const timer of this.#lagTimers) clearTimeout(timer);
-    this.#lagTimers.clear();
+    this.#pending = [];
   }
 }

@@ -1,7 +1,8 @@
 import { Code, ConnectError, type Interceptor, type Transport } from '@connectrpc/connect';
-import { createGrpcTransport, Http2SessionManager } from '@connectrpc/connect-node';
+import { createGrpcTransport, type Http2SessionManager } from '@connectrpc/connect-node';
 import PQueue from 'p-queue';
 import type { AccessTokenSource } from './credentials.js';
+import { GuardedHttp2SessionManager, protocolFailureAsUnavailable } from './protocol-failure.js';
 import { UNAVAILABLE_CODES } from './session-directory.js';
 
 /** The outcome of one ZITADEL call: `ok` or the gRPC code's name (e.g. `Unavailable`). */
@@ -36,7 +37,7 @@ export class ZitadelConnection {
   constructor(options: ZitadelConnectionOptions) {
     const baseUrl = String(options.baseUrl).replace(/\/+$/, '');
     // Our own session manager: it pings idle connections, and close() can abort it (a test server would hang).
-    this.#sessions = new Http2SessionManager(baseUrl, { pingIntervalMs: 30_000, idleConnectionTimeoutMs: 60_000 });
+    this.#sessions = new GuardedHttp2SessionManager(baseUrl, { pingIntervalMs: 30_000, idleConnectionTimeoutMs: 60_000 });
     // The token fetch waits at most for what is left of the call's deadline (the fetch itself is shared and bounded).
     const authenticate: Interceptor = (next) => async (request) => {
       request.header.set('authorization', `Bearer ${await options.credentials.token(request.signal)}`);
@@ -64,10 +65,19 @@ export class ZitadelConnection {
     const interval = options.maxCallsPerSecond ? 1000 / options.maxCallsPerSecond : 0;
     const queue = new PQueue({ concurrency: options.maxInFlight ?? 64, ...(interval > 0 ? { interval, intervalCap: 1 } : {}) });
     const bounded: Interceptor = (next) => async (request) => {
+      let started = false;
       try {
-        return await queue.add(() => next(request), { signal: request.signal });
+        return await queue.add(
+          () => {
+            started = true;
+            return next(request);
+          },
+          { signal: request.signal },
+        );
       } catch (error) {
-        if (request.signal.aborted && !(error instanceof ConnectError)) {
+        // Counted apart (result "QueueTimeout"): the time went waiting for MAX_ZITADEL_CALLS, not in ZITADEL.
+        if (!started) {
+          options.observe?.(request.method.name, 'QueueTimeout', 0);
           throw new ConnectError(`${request.method.name} waited for a free call slot (MAX_ZITADEL_CALLS) until its deadline`, Code.DeadlineExceeded);
         }
         throw error;
@@ -77,7 +87,7 @@ export class ZitadelConnection {
       baseUrl,
       sessionManager: this.#sessions,
       defaultTimeoutMs: options.timeoutMs ?? 5000,
-      interceptors: [bounded, observe, authenticate],
+      interceptors: [bounded, observe, authenticate, protocolFailureAsUnavailable],
     });
   }
 

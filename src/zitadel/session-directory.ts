@@ -67,6 +67,12 @@ export function timestampFromMs(ms: number): Timestamp {
   return create(TimestampSchema, { seconds: BigInt(seconds), nanos: Math.round((ms - seconds * 1000) * 1e6) });
 }
 
+/** Orders two protobuf timestamps exactly (no float milliseconds); a missing one comes first. */
+export function compareTimestamps(a: Timestamp | undefined, b: Timestamp | undefined): number {
+  if (!a || !b) return (a ? 1 : 0) - (b ? 1 : 0);
+  return a.seconds !== b.seconds ? (a.seconds < b.seconds ? -1 : 1) : a.nanos - b.nanos;
+}
+
 export function timestampToMs(timestamp: Timestamp | undefined): number | undefined {
   if (!timestamp) return undefined;
   return Number(timestamp.seconds) * 1000 + timestamp.nanos / 1e6;
@@ -126,16 +132,30 @@ export class ZitadelSessionDirectory implements SessionDirectory {
     });
   }
 
+  /**
+   * Keyset paging by creation date (then dropping ids already seen): a session deleted or created while paging
+   * never shifts another out of view, as offset paging would. ZITADEL's order of sessions created in the same
+   * instant is undefined, so a page full of one instant that brings nothing new cannot be paged past: that is an
+   * error rather than a silent gap (it needs more sessions in one microsecond than a page holds).
+   */
   async listUserSessions(userId: string, run: CallRunner = runOnce): Promise<SessionRecord[]> {
-    const records: SessionRecord[] = [];
-    // Bounded: a server that ignored the offset would otherwise be paged for ever.
-    for (let page = 0, offset = 0n; page < MAX_PAGES; page++, offset += BigInt(this.#pageSize)) {
+    const records = new Map<string, SessionRecord>();
+    const created = new Map<string, Timestamp | undefined>();
+    let from: Timestamp | undefined;
+    // Bounded: a server that ignored the query would otherwise be paged for ever.
+    for (let page = 0; page < MAX_PAGES; page++) {
+      const cursor = from;
       const result = await run('ListSessions', async (timeoutMs) => {
         try {
           return await this.#client.listSessions(
             {
-              query: { offset, limit: this.#pageSize, asc: true },
-              queries: [{ query: { case: 'userIdQuery', value: { id: userId } } }],
+              query: { offset: 0n, limit: this.#pageSize, asc: true },
+              queries: [
+                { query: { case: 'userIdQuery', value: { id: userId } } },
+                ...(cursor
+                  ? [{ query: { case: 'creationDateQuery' as const, value: { creationDate: cursor, method: TimestampQueryMethod.GREATER_OR_EQUALS } } }]
+                  : []),
+              ],
               sortingColumn: SessionFieldName.CREATION_DATE,
             },
             { timeoutMs },
@@ -144,10 +164,25 @@ export class ZitadelSessionDirectory implements SessionDirectory {
           throw new ZitadelCallError('ListSessions', error);
         }
       });
-      for (const session of result.sessions) records.push(toSessionRecord(session));
+      let fresh = 0;
+      for (const session of result.sessions) {
+        if (records.has(session.id)) continue;
+        records.set(session.id, toSessionRecord(session));
+        created.set(session.id, session.creationDate);
+        fresh += 1;
+      }
+      if (result.sessions.length < this.#pageSize) return [...records.values()];
+      // Everything the query matches (created at or after the cursor) has been seen.
       const total = result.details?.totalResult;
-      const seen = offset + BigInt(result.sessions.length);
-      if (result.sessions.length < this.#pageSize || (total !== undefined && seen >= total)) return records;
+      const seenSinceCursor = [...created.values()].filter((at) => !cursor || compareTimestamps(at, cursor) >= 0).length;
+      if (total !== undefined && BigInt(seenSinceCursor) >= total) return [...records.values()];
+      if (fresh === 0) {
+        throw new ZitadelCallError(
+          'ListSessions',
+          new ConnectError(`more than ${this.#pageSize} sessions of user ${userId} share one creation time: they cannot be paged through`, Code.OutOfRange),
+        );
+      }
+      from = result.sessions.at(-1)!.creationDate;
     }
     throw new ZitadelCallError('ListSessions', new ConnectError(`more than ${MAX_PAGES} pages of sessions for one user`, Code.OutOfRange));
   }

@@ -1,6 +1,6 @@
 import { spawn, type ChildProcess } from 'node:child_process';
 import { fileURLToPath } from 'node:url';
-import t from 'tap';
+import t, { type Test } from 'tap';
 import { freePort } from '../../src/cli/free-port.js';
 import { runCli, runProcess } from '../helpers/processes.js';
 import { signPayload } from '../../src/signature/sign.js';
@@ -279,4 +279,113 @@ t.test('register and doctor from the command line: idempotent register, a FAIL l
   t.match(doctor.stdout, /^PASS  CreateSession response execution: the target is bound$/m);
   t.match(doctor.stdout, /^FAIL  endpoint: http:\/\/127\.0\.0\.1:9\/webhooks\/zitadel could not be reached/m);
   t.match(doctor.stdout, /^WARN  applications: the admin token cannot read applications \(PermissionDenied\): skipped this part$/m);
+});
+
+/** The JSON lines of an output (log lines), skipping anything else. */
+function jsonLines(output: string): Record<string, any>[] {
+  return output
+    .split('\n')
+    .filter((line) => line.startsWith('{'))
+    .map((line) => JSON.parse(line) as Record<string, any>);
+}
+
+/**
+ * A simulator with ZITADEL's default behaviour (projection lag on) on a clock the test moves: seeded sessions
+ * reach ListSessions once the clock passed the lag, with no GetSession and no sleep.
+ */
+async function sweepSimulator(t: Test) {
+  let clock = Date.now();
+  const simulator = new ZitadelSimulator({ now: () => new Date(clock) });
+  await simulator.listen();
+  t.teardown(() => simulator.close());
+  const env = { ZITADEL_URL: simulator.url, ZITADEL_TOKEN: DEFAULT_SIMULATOR_TOKEN, SESSION_LIMIT: '2' };
+  return { simulator, state: simulator.state, env, advance: (ms: number) => void (clock += ms) };
+}
+
+/** `count` users with `perUser` active sessions each (authenticated oldest first), plus an expired one each. */
+function seedOverLimit(state: ZitadelSimulator['state'], count: number, perUser: number) {
+  for (let u = 0; u < count; u++) {
+    for (let i = 0; i < perUser; i++) state.seedSession({ userId: `sweep-${u}`, creationDate: minutesAgo(50 - i), factors: { password: minutesAgo(50 - i) } });
+    state.seedSession({ userId: `sweep-${u}`, creationDate: minutesAgo(90), factors: { password: minutesAgo(90) }, expirationDate: minutesAgo(60) });
+  }
+}
+
+t.test('enforce --all, as users run it, with the simulator\'s defaults: repairs, and writes one audit line per eviction and prune', async (t) => {
+  const { state, env, advance } = await sweepSimulator(t);
+  seedOverLimit(state, 5, 4);
+  advance(1000); // past the projection lag: ZITADEL's projection has caught up by itself
+  const before = new Set(state.sessions.keys());
+  const run = await runCli(['enforce', '--all'], { ...env, ZITADEL_SIGNING_KEYS: SIGNING_KEY, PRUNE_EXPIRED: 'true' });
+  t.equal(run.code, 0, 'exit code 0', { stderr: run.stderr });
+  t.match(run.stdout, /^users checked: 5, sessions seen: 25, sessions evicted: 10, pruned: 5, failures: 0$/m, 'the summary on standard output');
+  const deleted = [...before].filter((id) => !state.sessions.has(id)).sort();
+  t.equal(deleted.length, 15);
+  const audit = jsonLines(run.stderr).filter((line) => typeof line.event === 'string' && line.event.startsWith('session.'));
+  t.same(audit.filter((line) => line.event === 'session.evicted').length, 10, 'one session.evicted line per eviction');
+  t.same(audit.filter((line) => line.event === 'session.pruned').length, 5, 'one session.pruned line per prune');
+  t.same(audit.map((line) => line.sessionId).sort(), deleted, 'each line names a session that was deleted, each once');
+  t.ok(audit.every((line) => line.userId && line.rule && line.limit === 2 && line.dryRun === false), 'with the fields of the service\'s audit lines');
+  t.notMatch(run.stdout, /^\{/m, 'standard output holds the summary only');
+
+  const one = await runCli(['enforce', '--user', 'sweep-0'], env);
+  t.equal(one.code, 0, 'exit code 0', { stderr: one.stderr });
+  t.match(one.stdout, /^user sweep-0: 2 active; evicted 0, pruned 0$/m, 'nothing left to do for a repaired user');
+});
+
+t.test('enforce --user writes its audit lines too; LOG_LEVEL=warn leaves them out as in the service', async (t) => {
+  const { state, env, advance } = await sweepSimulator(t);
+  seedOverLimit(state, 2, 3);
+  advance(1000);
+  const one = await runCli(['enforce', '--user', 'sweep-0'], env);
+  t.equal(one.code, 0, 'exit code 0', { stderr: one.stderr });
+  t.match(one.stdout, /^user sweep-0: 3 active; evicted 1, pruned 0$/m);
+  t.equal(jsonLines(one.stderr).filter((line) => line.event === 'session.evicted').length, 1);
+  const quiet = await runCli(['enforce', '--user', 'sweep-1'], { ...env, LOG_LEVEL: 'warn' });
+  t.equal(quiet.code, 0, 'exit code 0', { stderr: quiet.stderr });
+  t.equal(jsonLines(quiet.stderr).filter((line) => line.event).length, 0, 'an operator who asks for warn gets warn');
+});
+
+t.test('DRY_RUN=true in the environment makes enforce --all a dry run, and its summary says so', async (t) => {
+  const { state, env, advance } = await sweepSimulator(t);
+  seedOverLimit(state, 3, 3);
+  advance(1000);
+  const before = state.sessions.size;
+  const text = await runCli(['enforce', '--all'], { ...env, DRY_RUN: 'true' });
+  t.equal(text.code, 0, 'exit code 0', { stderr: text.stderr });
+  t.equal(state.sessions.size, before, 'nothing deleted');
+  t.match(text.stdout, /^dry run \(DRY_RUN=true\), nothing deleted: users checked: 3, sessions seen: 12, sessions that would be evicted: 3, /m);
+  const audit = jsonLines(text.stderr).filter((line) => line.event === 'session.evicted');
+  t.equal(audit.length, 3, 'what would have been evicted is logged');
+  t.ok(audit.every((line) => line.dryRun === true), 'marked as a dry run');
+  const json = await runCli(['enforce', '--all', '--json'], { ...env, DRY_RUN: 'true' });
+  t.match(JSON.parse(json.stdout), { dryRun: true, evicted: 3 });
+  const flag = await runCli(['enforce', '--all', '--dry-run'], env);
+  t.match(flag.stdout, /^dry run \(--dry-run\), nothing deleted: users checked: 3, /m);
+  t.equal(state.sessions.size, before, 'still nothing deleted');
+});
+
+t.test('enforce and doctor need no ZITADEL_SIGNING_KEYS; enforce --user of an unknown user says so', async (t) => {
+  const { state, env, advance } = await sweepSimulator(t);
+  seedOverLimit(state, 1, 3);
+  advance(1000);
+  const unknown = await runCli(['enforce', '--user', 'no-such-user'], env);
+  t.equal(unknown.code, 0, 'exit code 0', { stderr: unknown.stderr });
+  t.match(unknown.stdout, /^no sessions found for user no-such-user \(an unknown id, or a user with no sessions\): nothing to do$/m);
+  const json = await runCli(['enforce', '--user', 'no-such-user', '--json'], env);
+  t.match(JSON.parse(json.stdout), { userId: 'no-such-user', sessionsFound: 0, evicted: [] });
+  const all = await runCli(['enforce', '--all'], env);
+  t.equal(all.code, 0, 'exit code 0', { stderr: all.stderr });
+  t.match(all.stdout, /sessions evicted: 1,/);
+  t.notMatch(all.stderr, /ZITADEL_SIGNING_KEYS/);
+  const doctor = await runCli(['doctor'], env);
+  t.notMatch(doctor.stdout, /ZITADEL_SIGNING_KEYS is required/, 'doctor does not ask for the keys');
+  t.match(doctor.stdout, /^PASS  session\.delete: /m);
+  t.equal(doctor.code, 0, 'exit code 0', { stdout: doctor.stdout });
+  const admin = { ...env, ZITADEL_ADMIN_TOKEN: DEFAULT_SIMULATOR_TOKEN };
+  t.equal((await runCli(['register', '--endpoint', 'http://127.0.0.1:9/webhooks/zitadel'], admin)).code, 0);
+  const withTarget = await runCli(['doctor'], admin);
+  t.match(withTarget.stdout, /^SKIP  signing key: ZITADEL_SIGNING_KEYS is not set here/m, 'the key check is skipped, not failed');
+  const serve = await runCli(['serve'], { ...env, PORT: '0', HOST: '127.0.0.1' });
+  t.equal(serve.code, 1, 'the service still needs the keys');
+  t.match(serve.stderr, /^config error: ZITADEL_SIGNING_KEYS is required/m);
 });

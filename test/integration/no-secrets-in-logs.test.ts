@@ -1,7 +1,10 @@
 import { Code } from '@connectrpc/connect';
-import t from 'tap';
+import type { AddressInfo } from 'node:net';
+import t, { type Test } from 'tap';
+import { errorCatalog } from '../../src/errors.js';
 import { signPayload } from '../../src/signature/sign.js';
 import { fixtureFor } from '../helpers/payloads.js';
+import { exchange } from '../helpers/raw-http.js';
 import { minutesAgo, SIGNING_KEY, startStack } from '../helpers/stack.js';
 
 // Known, unmistakable secrets: if any of them reaches a log line, this test fails.
@@ -36,7 +39,7 @@ t.test('a full request at trace level writes no password, token, key, signature 
   t.ok(stack.logs.lines.some((line) => line.event === 'session.evicted'), 'the logs were captured');
   const values = everyLoggedValue(stack.logs.lines);
   t.ok(values.length > 50, 'every value of every line is looked at');
-  for (const [name, secret] of Object.entries({
+  assertNoSecret(t, values, {
     PASSWORD,
     SESSION_TOKEN,
     NEW_SESSION_TOKEN,
@@ -44,10 +47,57 @@ t.test('a full request at trace level writes no password, token, key, signature 
     SIGNING_KEY,
     signatureHmac: signature.split('v1=')[1]!,
     rawBody: body.slice(0, 40),
-  })) {
-    const forms = [secret, Buffer.from(secret).toString('hex'), Buffer.from(secret).toString('base64')];
-    t.notOk(values.some((value) => forms.some((form) => value.includes(form))), `${name} is not in the logs, in any form`);
+  });
+});
+
+t.test('malformed requests over a real socket at trace level: 400 in our shape, not one payload byte in the logs', async (t) => {
+  const stack = await startStack({ limit: 1, logLevel: 'trace' });
+  t.teardown(() => stack.close());
+  await stack.app.listen({ port: 0, host: '127.0.0.1' });
+  const { port } = stack.app.server.address() as AddressInfo;
+  const session = stack.simulator.state.seedSession({ userId: 'u', factors: { password: new Date() } }).id;
+  const body = fixtureFor('02-password.set-session', session, (payload) => {
+    payload.request.sessionToken = SESSION_TOKEN;
+    payload.request.checks.password.password = PASSWORD;
+    payload.response.sessionToken = NEW_SESSION_TOKEN;
+  });
+  const signature = signPayload(body, SIGNING_KEY);
+  const head = (length: number, extra = '') =>
+    'POST /webhooks/zitadel HTTP/1.1\r\nHost: 127.0.0.1\r\nContent-Type: application/json\r\n' +
+    `ZITADEL-Signature: ${signature}\r\n${extra}Content-Length: ${length}\r\n\r\n`;
+
+  const malformed: Record<string, string> = {
+    // The first 10 bytes are a (refused) request; the rest, password included, is parsed as the next request.
+    'Content-Length shorter than the body': head(10) + body,
+    'a control byte in a header value': head(Buffer.byteLength(body), 'X-Note: a\u0001b\r\n') + body,
+    'a space in a header name': head(Buffer.byteLength(body), 'Bad Header: x\r\n') + body,
+    'a bare LF inside the headers': head(Buffer.byteLength(body)).replace('Host: 127.0.0.1\r\n', 'Host: 127.0.0.1\n') + body,
+    'headers over the size limit': head(Buffer.byteLength(body), `X-Pad: ${PASSWORD.repeat(1000)}\r\n`) + body,
+  };
+  for (const [what, request] of Object.entries(malformed)) {
+    const { response } = await exchange(port, request);
+    // The last answer on the connection is the client-error one (the first case answers its 10-byte request first).
+    const last = response.slice([...response.matchAll(/HTTP\/1\.1 \d{3} /g)].at(-1)?.index ?? 0);
+    const status = Number(/^HTTP\/1\.1 (\d{3})/.exec(last)?.[1]);
+    const json = JSON.parse(last.slice(last.indexOf('\r\n\r\n') + 4));
+    t.same(Object.keys(json), ['error', 'message'], `${what}: our error shape`);
+    t.equal(errorCatalog[json.error as keyof typeof errorCatalog]?.status, status, `${what}: ${status} ${json.error}, a catalogue code`);
+    t.ok(status === 400 || status === 431, `${what}: a client error`);
+    t.notMatch(response, PASSWORD, `${what}: nothing of the request is echoed`);
   }
+
+  const clientErrors = stack.logs.lines.filter((line) => typeof line.reason === 'string' && /^HPE_/.test(line.reason));
+  t.ok(clientErrors.length >= Object.keys(malformed).length, 'each client error is logged, by its code');
+  const values = everyLoggedValue(stack.logs.lines);
+  assertNoSecret(t, values, {
+    PASSWORD,
+    SESSION_TOKEN,
+    NEW_SESSION_TOKEN,
+    SIGNING_KEY,
+    signatureHmac: signature.split('v1=')[1]!,
+    rawBody: body.slice(0, 40),
+    bodyTail: body.slice(-40),
+  });
 });
 
 t.test('the check itself finds secrets however they are logged', async (t) => {
@@ -56,6 +106,13 @@ t.test('the check itself finds secrets however they are logged', async (t) => {
   t.ok(values.some((value) => value.includes(PASSWORD)), 'a Buffer, decoded');
   t.equal(values.filter((value) => value.includes(PASSWORD)).length, 2, 'and a JSON string');
 });
+
+function assertNoSecret(t: Test, values: string[], secrets: Record<string, string>): void {
+  for (const [name, secret] of Object.entries(secrets)) {
+    const forms = [secret, Buffer.from(secret).toString('hex'), Buffer.from(secret).toString('base64')];
+    t.notOk(values.some((value) => forms.some((form) => value.includes(form))), `${name} is not in the logs, in any form`);
+  }
+}
 
 /** Every string in the log lines, recursively, with Buffers (as pino writes them) decoded to text. */
 function everyLoggedValue(lines: unknown[]): string[] {

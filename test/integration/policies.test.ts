@@ -40,11 +40,15 @@ t.test('limits from metadata: user 4 keeps 4, unlimited keeps all, malformed fal
   const evicted = s.logs.lines.filter((line) => line.event === 'session.evicted');
   t.same([...new Set(evicted.map((line) => `${line.userId}:${line.limit}:${line.limitSource}`))].sort(), ['broken:3:org-metadata', 'four:4:user-metadata', 'plain:3:org-metadata']);
 
-  // A burst of logins of one user reads the metadata once.
+  // A burst of logins of a user not seen before (a cold cache, for the user and a new organisation) reads the
+  // metadata once: one ListUserMetadata and one ListOrganizationMetadata, not one per login.
+  state.setOrgMetadata('org-2', 'session_limit', '3');
   state.calls.length = 0;
-  const fresh = [1, 2, 3].map(() => state.seedSession({ userId: 'four', organizationId: 'org-1', factors: { password: new Date() } }).id);
-  await Promise.all(fresh.map((id) => s.send(fixtureFor('02-password.set-session', id))));
-  t.equal(state.calls.filter((c) => c.method === 'ListUserMetadata').length, 0, 'cached for LIMIT_CACHE_SECONDS');
+  const fresh = [1, 2, 3].map(() => state.seedSession({ userId: 'cold', organizationId: 'org-2', factors: { password: new Date() } }).id);
+  const answers = await Promise.all(fresh.map((id) => s.send(fixtureFor('02-password.set-session', id))));
+  t.same(answers.map((answer) => answer.statusCode), [204, 204, 204]);
+  t.equal(state.calls.filter((c) => c.method === 'ListUserMetadata').length, 1, 'one user look-up for the burst');
+  t.equal(state.calls.filter((c) => c.method === 'ListOrganizationMetadata').length, 1, 'one organisation look-up for the burst');
 });
 
 t.test('a failed metadata look-up evicts nothing and answers 5xx', async (t) => {

@@ -57,4 +57,52 @@ t.test('--created-since limits the sweep to recent sessions; --dry-run deletes n
   t.equal(summary.usersChecked, 1, 'only the recent user');
   t.equal(summary.evicted, 2, 'reported');
   t.equal(state.sessions.size, 6, 'but nothing deleted in dry run');
+  t.equal(summary.dryRun, true, 'DRY_RUN=true (the enforcer\'s policy) makes the summary a dry run\'s, without the dryRun option');
+});
+
+t.test('sessions sharing creation times across page boundaries, listed in an unstable order of ties: every user reached once', async (t) => {
+  const stack = await startStack({ limit: 2, pageSize: 10, simulator: { projectionMode: 'immediate' } });
+  t.teardown(() => stack.close());
+  const { state } = stack.simulator;
+  // 60 users, 3 sessions each; every 7 sessions share one creation time, so ties straddle the pages of 10.
+  const start = minutesAgo(120).getTime();
+  for (let u = 0; u < 60; u++) {
+    for (let i = 0; i < 3; i++) {
+      const n = u * 3 + i;
+      state.seedSession({ userId: `tie-${u}`, creationDate: new Date(start + Math.floor(n / 7) * 1000), factors: { password: new Date(start + n * 1000) } });
+    }
+  }
+  const checked: string[] = [];
+  const listed = new Set<string>();
+  const { directory } = stack.service;
+  const summary = await repairAll({
+    directory: {
+      pageSize: directory.pageSize,
+      listInstancePage: async (...args) => {
+        const page = await directory.listInstancePage(...args);
+        for (const { session } of page) listed.add(session.id);
+        return page;
+      },
+    },
+    enforcer: { enforceUser: (userId, orgId) => (checked.push(userId), stack.service.enforcer.enforceUser(userId, orgId)) },
+  });
+  const diagnostics = { seed: state.seed };
+  t.equal(new Set(checked).size, 60, 'every user reached', diagnostics);
+  t.equal(checked.length, 60, 'each once', diagnostics);
+  // A session evicted before its page was listed is never seen: count what was listed, once each.
+  t.equal(summary.sessionsSeen, listed.size, 'every session listed counted once', diagnostics);
+  t.equal(summary.evicted, 60, 'one eviction per user', diagnostics);
+  t.same(summary.warnings, [], 'nothing to warn about', diagnostics);
+});
+
+t.test('more sessions at one instant than a page holds: the sweep goes on and its summary says what it may have missed', async (t) => {
+  const stack = await startStack({ limit: 2, pageSize: 10, simulator: { projectionMode: 'immediate' } });
+  t.teardown(() => stack.close());
+  const { state } = stack.simulator;
+  const instant = minutesAgo(60);
+  for (let u = 0; u < 25; u++) state.seedSession({ userId: `same-${u}`, creationDate: instant, factors: { password: instant } });
+  state.seedSession({ userId: 'later', creationDate: minutesAgo(30), factors: { password: minutesAgo(30) } });
+  const summary = await repairAll({ directory: stack.service.directory, enforcer: stack.service.enforcer });
+  t.ok(summary.usersChecked >= 11, 'it went on past the instant', { seed: state.seed });
+  t.match(summary.warnings, [new RegExp(`more sessions than a page \\(10\\) were created at ${instant.toISOString().slice(0, 19)}`)]);
 });

@@ -1,6 +1,9 @@
+import { create } from '@bufbuild/protobuf';
+import { TimestampSchema, type Timestamp } from '@bufbuild/protobuf/wkt';
 import { Code, ConnectError } from '@connectrpc/connect';
 import { createServerTransport } from '@zitadel/client/node';
 import { createSessionServiceClient } from '@zitadel/client/v2';
+import { TimestampQueryMethod } from '@zitadel/proto/zitadel/object/v2/object_pb.js';
 import { SessionFieldName } from '@zitadel/proto/zitadel/session/v2/session_pb.js';
 import t, { type Test } from 'tap';
 import { ZitadelSimulator } from '../../src/simulator/index.js';
@@ -34,8 +37,8 @@ const grpcCode = async (promise: Promise<unknown>) => {
   }
 };
 
-t.test('ListSessions is stale until a GetSession brings the projection up to date', async (t) => {
-  const { state, directory } = await withSimulator(t);
+t.test('with projectionMode until-read, ListSessions is stale until a GetSession brings the projection up to date', async (t) => {
+  const { state, directory } = await withSimulator(t, { projectionMode: 'until-read' });
   const d = directory();
   const first = state.seedSession({ userId: 'u1', factors: { password: new Date() } });
   t.same(await d.listUserSessions('u1'), [], 'a fresh write is not listed yet');
@@ -47,13 +50,42 @@ t.test('ListSessions is stale until a GetSession brings the projection up to dat
   t.same(await d.listUserSessions('u1'), [], 'gone after the projection update');
 });
 
-t.test('projection lag: a write becomes visible on its own after the lag', async (t) => {
-  const { state, directory } = await withSimulator(t, { projectionMode: 20 });
+t.test('by default the projection lags 100 ms: a write is listed once the lag has passed, or at once after a GetSession', async (t) => {
+  let clock = Date.parse('2026-01-01T00:00:00.000Z');
+  const { state, directory } = await withSimulator(t, { now: () => new Date(clock) });
   const d = directory();
-  state.seedSession({ userId: 'u1' });
-  t.equal((await d.listUserSessions('u1')).length, 0);
-  await new Promise((resolve) => setTimeout(resolve, 60));
-  t.equal((await d.listUserSessions('u1')).length, 1);
+  const listed = async () => (await d.listUserSessions('u1')).map((s) => s.id).sort();
+  const first = state.seedSession({ userId: 'u1', factors: { password: new Date(clock) } });
+  t.same(await listed(), [], 'a fresh write is not listed at once');
+  clock += 99;
+  t.same(await listed(), [], 'nor 99 ms later');
+  clock += 1;
+  t.same(await listed(), [first.id], 'listed once the lag has passed, with no GetSession');
+
+  const second = state.seedSession({ userId: 'u1', factors: { password: new Date(clock) } });
+  t.equal((await d.getSession(second.id))?.id, second.id);
+  t.same(await listed(), [first.id, second.id].sort(), 'a GetSession brings the projection up to date at once');
+
+  await d.deleteSession(first.id);
+  t.same(await listed(), [first.id, second.id].sort(), 'a deletion is not seen at once');
+  clock += 100;
+  t.same(await listed(), [second.id], 'but after the lag');
+});
+
+t.test('projection lag applies writes in order: a session written twice shows its first write first', async (t) => {
+  let clock = Date.parse('2026-01-01T00:00:00.000Z');
+  const { state, directory } = await withSimulator(t, { now: () => new Date(clock), projectionMode: 100 });
+  const d = directory();
+  const session = state.seedSession({ userId: 'u1', factors: { password: new Date(clock) } });
+  const firstVerifiedAt = clock;
+  clock += 50;
+  state.reauthenticate(session.id);
+  clock += 50;
+  const [early] = await d.listUserSessions('u1');
+  t.equal(Math.round(early!.verifiedAt.password!), firstVerifiedAt, 'the first write is visible, the re-authentication not yet');
+  clock += 50;
+  const [late] = await d.listUserSessions('u1');
+  t.equal(Math.round(late!.verifiedAt.password!), firstVerifiedAt + 50, 'then the re-authentication');
 });
 
 t.test('DeleteSession is idempotent; expired sessions are listed with their dates', async (t) => {
@@ -79,7 +111,8 @@ t.test('paging: the directory reads every page; limits over 1000 are rejected', 
   state.seedSession({ userId: 'u2' });
   const listed = await directory('simulator-token', 10).listUserSessions('u1');
   t.equal(listed.length, 25);
-  t.same(state.calls.filter((c) => c.method === 'ListSessions').map((c) => [c.offset, c.limit]), [[0, 10], [10, 10], [20, 10]]);
+  // Keyset paging: each page asks for the sessions created at or after the last one seen (offset 0).
+  t.same(state.calls.filter((c) => c.method === 'ListSessions').map((c) => [c.offset, c.limit]), [[0, 10], [0, 10], [0, 10]]);
   const ascending = listed.map((s) => s.createdAt!);
   t.same(ascending, [...ascending].sort((a, b) => a - b), 'sorted by creation date');
 
@@ -113,4 +146,62 @@ t.test('faults and latency can be injected', async (t) => {
   const started = process.hrtime.bigint();
   await d.listUserSessions('u1');
   t.ok(Number(process.hrtime.bigint() - started) / 1e6 >= 29, 'the delay was applied');
+});
+
+/** Lists every session, oldest first, with the raw client; returns the ids in the order ZITADEL gave them. */
+async function listAscending(url: string, queries: Parameters<ReturnType<typeof createSessionServiceClient>['listSessions']>[0]['queries'] = []) {
+  const client = createSessionServiceClient(createServerTransport('simulator-token', { baseUrl: url }));
+  const { sessions } = await client.listSessions({ query: { limit: 1000, asc: true }, queries, sortingColumn: SessionFieldName.CREATION_DATE });
+  return sessions;
+}
+
+t.test('ties: sessions created at the same instant come back in an order that changes between calls, reproducibly by seed', async (t) => {
+  const orders = async (seed: number) => {
+    const { state, simulator } = await withSimulator(t, { projectionMode: 'immediate', seed });
+    const at = new Date('2026-01-01T00:00:00.000Z');
+    const before = state.seedSession({ userId: 'u', creationDate: new Date(at.getTime() - 1) }).id;
+    for (let i = 0; i < 12; i++) state.seedSession({ userId: `u${i}`, creationDate: at });
+    const after = state.seedSession({ userId: 'u', creationDate: new Date(at.getTime() + 1) }).id;
+    const seen: string[][] = [];
+    for (let call = 0; call < 5; call++) {
+      const ids = (await listAscending(simulator.url)).map((s) => s.id);
+      t.equal(ids[0], before, 'a strictly older session still comes first');
+      t.equal(ids.at(-1), after, 'a strictly newer one last');
+      seen.push(ids.slice(1, -1));
+    }
+    return seen.map((ids) => ids.join());
+  };
+  const first = await orders(7);
+  t.ok(new Set(first).size > 1, 'the order of ties differs between calls');
+  t.same(await orders(7), first, 'the same seed gives the same orders');
+});
+
+t.test('a fixed clock gives sessions created over gRPC identical creation timestamps (ties a test can produce)', async (t) => {
+  const fixed = new Date('2026-01-01T00:00:00.000Z');
+  const { state, simulator } = await withSimulator(t, { projectionMode: 'immediate', now: () => fixed });
+  const user = state.addUser({ loginName: 'a@example.com', password: 'pw' });
+  const client = createSessionServiceClient(createServerTransport('simulator-token', { baseUrl: simulator.url }));
+  for (let i = 0; i < 3; i++) await client.createSession({ checks: { user: { search: { case: 'userId', value: user.id } }, password: { password: 'pw' } } });
+  const created = (await listAscending(simulator.url)).map((s) => `${s.creationDate?.seconds}.${s.creationDate?.nanos}`);
+  t.equal(created.length, 3);
+  t.equal(new Set(created).size, 1, 'one creation timestamp for all three');
+});
+
+t.test('creation dates carry microseconds, and creationDateQuery compares them exactly (GREATER_OR_EQUALS a listed timestamp)', async (t) => {
+  const { state, simulator } = await withSimulator(t, { projectionMode: 'immediate' });
+  const ms = new Date('2026-01-01T00:00:00.123Z');
+  const early = state.seedSession({ userId: 'u', creationDate: ms, creationMicros: 456 }).id;
+  const late = state.seedSession({ userId: 'u', creationDate: ms, creationMicros: 457 }).id;
+  const listed = await listAscending(simulator.url);
+  t.same(listed.map((s) => s.id), [early, late]);
+  t.same(listed.map((s) => s.creationDate?.nanos), [123_456_000, 123_457_000], 'the timestamps hold the microseconds');
+  const since = (creationDate: Timestamp, method: TimestampQueryMethod) => [
+    { query: { case: 'creationDateQuery' as const, value: { creationDate, method } } },
+  ];
+  const at = listed[1]!.creationDate!;
+  t.same((await listAscending(simulator.url, since(at, TimestampQueryMethod.GREATER_OR_EQUALS))).map((s) => s.id), [late], '>= the later one: only it');
+  t.same((await listAscending(simulator.url, since(at, TimestampQueryMethod.GREATER))).map((s) => s.id), [], '> the later one: none');
+  t.same((await listAscending(simulator.url, since(listed[0]!.creationDate!, TimestampQueryMethod.GREATER_OR_EQUALS))).map((s) => s.id), [early, late]);
+  const subMicro = create(TimestampSchema, { seconds: at.seconds, nanos: at.nanos + 999 });
+  t.same((await listAscending(simulator.url, since(subMicro, TimestampQueryMethod.GREATER_OR_EQUALS))).map((s) => s.id), [late], 'nanoseconds below a microsecond are cut off, as PostgreSQL does');
 });

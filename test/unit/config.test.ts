@@ -1,6 +1,6 @@
 import { generateKeyPairSync } from 'node:crypto';
 import t from 'tap';
-import { ConfigError, isLoopback, loadConfig } from '../../src/config.js';
+import { ConfigError, isLoopback, loadConfig, plainHttpWarning, readZitadelUrl } from '../../src/config.js';
 
 const base = {
   ZITADEL_URL: 'https://example.zitadel.cloud',
@@ -36,6 +36,7 @@ t.test('defaults', async (t) => {
       maxConcurrentEnforcements: 256,
       maxZitadelCalls: 64,
       redisUrl: undefined,
+      server: { requestTimeoutMs: 30000, keepAliveTimeoutMs: 72000, maxConnections: 1000 },
       signingKeys: ['SECRETkeyone0123456789abcdefghijklmn'],
       sessionLimit: 2,
       signatureToleranceSeconds: 300,
@@ -127,4 +128,35 @@ t.test('http:// is accepted, with a warning unless the host is loopback', async 
   const [warning] = loadConfig({ ...base, ZITADEL_URL: 'http://zitadel.internal:8080' }).warnings;
   t.match(warning, /zitadel\.internal.*not a loopback/);
   t.ok(isLoopback('[::1]') && isLoopback('127.1.2.3') && !isLoopback('10.0.0.1'));
+});
+
+t.test('the HTTP server limits: set, defaulted, and refused out of range', async (t) => {
+  const { config } = loadConfig({ ...base, REQUEST_TIMEOUT_MS: '2000', KEEP_ALIVE_TIMEOUT_MS: '5000', MAX_CONNECTIONS: '10' });
+  t.same(config.server, { requestTimeoutMs: 2000, keepAliveTimeoutMs: 5000, maxConnections: 10 });
+  t.same(problemsOf({ ...base, REQUEST_TIMEOUT_MS: '0', KEEP_ALIVE_TIMEOUT_MS: '1s', MAX_CONNECTIONS: '-1' }), [
+    'REQUEST_TIMEOUT_MS must be a whole number between 1000 and 600000',
+    'KEEP_ALIVE_TIMEOUT_MS must be a whole number between 1000 and 600000',
+    'MAX_CONNECTIONS must be a whole number between 1 and 1000000',
+  ]);
+});
+
+t.test('ZITADEL_URL with credentials is refused without being echoed; the same rule serves the admin commands', async (t) => {
+  const url = 'https://admin:SECRET-url-password@example.zitadel.cloud';
+  const problems = problemsOf({ ...base, ZITADEL_URL: url });
+  t.same(problems, ['ZITADEL_URL must be an https:// (or, for a local ZITADEL, http://) URL without credentials']);
+  const urlProblems = (value: string, required = 'x') => {
+    try {
+      readZitadelUrl(value, required);
+      return [];
+    } catch (error) {
+      return (error as ConfigError).problems;
+    }
+  };
+  t.same(urlProblems(url), problems);
+  t.same(urlProblems('ftp://example.zitadel.cloud'), problems);
+  t.same(urlProblems('  ', 'your ZITADEL'), ['ZITADEL_URL is required: your ZITADEL']);
+  t.equal(readZitadelUrl(' https://example.zitadel.cloud ', 'x').origin, 'https://example.zitadel.cloud');
+  t.equal(plainHttpWarning(new URL('http://127.0.0.1:8080'), 'the admin token'), undefined);
+  t.equal(plainHttpWarning(new URL('https://zitadel.example'), 'the admin token'), undefined);
+  t.match(plainHttpWarning(new URL('http://zitadel.example'), 'the admin token'), /plain http:\/\/ to zitadel\.example.*the admin token travels unencrypted/);
 });

@@ -10,7 +10,8 @@ const pkg = JSON.parse(read('package.json'));
 
 t.test('fly.toml, Dockerfile and the start command agree', async (t) => {
   const cmd = /^CMD \["node", "([^"]+)"\]$/m.exec(dockerfile)?.[1];
-  t.equal(`node ${cmd}`, pkg.scripts.start, 'the container runs what npm start runs (without the build step)');
+  // `exec`: the shell npm starts is replaced by node, so a SIGTERM to npm reaches the service (test/e2e/service-process).
+  t.equal(pkg.scripts.start, `exec node ${cmd}`, 'the container runs what npm start runs (without the build step)');
   t.match(pkg.scripts.prestart, /build/, 'npm start builds first on a fresh clone');
 
   const port = Number(fly.env.PORT);

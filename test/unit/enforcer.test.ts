@@ -154,3 +154,42 @@ t.test('the repair path (no trigger, no organisation given) takes the organisati
   t.same(asked, ['org']);
   t.same(deleted, [], 'the organisation\'s unlimited applies, not the default');
 });
+
+t.test('a session whose every re-read shows a change is never deleted on a read that was not the last', async (t) => {
+  const { seam, deleted, store } = directory([s('recent', 0), s('flapping', 30), s('old', 40)]);
+  let reads = 0;
+  const changing: SessionDirectory = {
+    ...seam,
+    getSession: async (id) => {
+      const session = store.get(id);
+      if (id !== 'flapping' || !session) return session;
+      // Re-authenticated? No: but changed (e.g. metadata set) on every read, so no read is ever the final one.
+      reads += 1;
+      return { ...session, changedAt: NOW + reads };
+    },
+  };
+  const logs = new LogCapture();
+  const enforcer = new SessionLimitEnforcer({ directory: changing, limits: 1, logger: createLogger('info', logs), now: () => NOW });
+  const result = await enforcer.enforce('recent', { checked: ['password'] });
+  t.same(deleted, ['old'], 'only the session confirmed unchanged by its re-read is deleted');
+  t.equal(result.deferred, 1, 'the other is left for the next enforcement');
+  t.ok(reads >= 2, 'it was read again each round');
+  t.ok(logs.lines.some((line) => line.deferred === 1 && /left for the next enforcement/.test(line.msg)), 'and the log says so');
+});
+
+t.test('evictions per enforcement are capped; the sweep repeats until the user is within the limit', async (t) => {
+  const sessions = Array.from({ length: 30 }, (_, i) => s(`s${i}`, 100 - i));
+  const { seam, deleted } = directory(sessions);
+  const calls = { get: 0 };
+  const counting: SessionDirectory = { ...seam, getSession: async (id, run) => (calls.get++, seam.getSession(id, run)) };
+  const enforcer = new SessionLimitEnforcer({ directory: counting, limits: 1, logger: createLogger('silent'), now: () => NOW, maxEvictionsPerEnforcement: 10 });
+  const first = await enforcer.enforce('s29', { checked: ['password'] });
+  t.equal(first.evicted.length, 10, 'at most the cap in one enforcement');
+  t.equal(first.deferred, 19);
+  t.same([...deleted].sort(), sessions.slice(0, 10).map((x) => x.id).sort(), 'the least recently authenticated first');
+  t.ok(calls.get <= 1 + 10, `re-reads bounded by the cap too: ${calls.get} GetSession`);
+  const swept = await enforcer.enforceUser('alice');
+  t.equal(swept.evicted.length, 19, 'the sweep evicts the rest, pass after pass');
+  t.equal(swept.deferred, 0);
+  t.equal(deleted.length, 29);
+});

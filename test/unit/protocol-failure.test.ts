@@ -1,0 +1,12 @@
+import { Code, ConnectError } from '@connectrpc/connect';
+import t from 'tap';
+import { isProtocolFailure } from '../../src/zitadel/protocol-failure.js';
+
+t.test('a broken HTTP/2 protocol is recognised; an Internal answered by ZITADEL is not', async (t) => {
+  const nodeError = Object.assign(new Error('Protocol error'), { code: 'ERR_HTTP2_ERROR' });
+  t.ok(isProtocolFailure(new ConnectError('Protocol error', Code.Internal, undefined, undefined, nodeError)), 'ERR_HTTP2_ERROR underneath');
+  t.ok(isProtocolFailure(new ConnectError('http/2 stream closed with error code PROTOCOL_ERROR (0x1)', Code.Internal)), 'a stream reset');
+  t.notOk(isProtocolFailure(new ConnectError('database is down', Code.Internal)), "ZITADEL's own Internal stays what it is");
+  t.notOk(isProtocolFailure(new ConnectError('Protocol error', Code.Canceled, undefined, undefined, nodeError)), 'only Internal is re-coded');
+  t.notOk(isProtocolFailure(nodeError), 'not a ConnectError');
+});
