@@ -2,6 +2,10 @@ import fc from 'fast-check';
 import t, { type Test } from 'tap';
 import { createLogger } from '../../src/logger.js';
 import { RedisUserLock } from '../../src/redis-lock.js';
+import { DEFAULT_SIMULATOR_TOKEN, ZitadelSimulator } from '../../src/simulator/index.js';
+import { ZitadelConnection } from '../../src/zitadel/connection.js';
+import { PersonalAccessToken } from '../../src/zitadel/credentials.js';
+import { ZitadelSessionDirectory } from '../../src/zitadel/session-directory.js';
 import { startRedis } from '../helpers/redis.js';
 import { scenario } from './arbitraries.js';
 import { runScenario, type Invariant, type OnLimit, type RunReport } from './harness.js';
@@ -159,4 +163,23 @@ t.test('two enforcers on two real Redis locks (two replicas): the same invariant
   // Redis answers on the event loop, outside the scheduler: these runs vary in timing, not only in seed.
   await check(t, 'evict-oldest', (invariant) => !(invariant in known), { runs, run: (generated, s) => runScenario(generated, s, { locks }) });
   t.equal((await locks[0].redis.keys('zitadel-session-limiter:user:*')).length, 0, 'every lock released');
+});
+
+t.test('over real gRPC (ZitadelSessionDirectory to the simulator): the same invariants, fewer runs', async (t) => {
+  const simulator = new ZitadelSimulator({ projectionMode: 'until-read' });
+  await simulator.listen();
+  t.teardown(() => simulator.close());
+  const connection = new ZitadelConnection({ baseUrl: simulator.url, credentials: new PersonalAccessToken(DEFAULT_SIMULATOR_TOKEN) });
+  t.teardown(() => connection.close());
+  // A small page size: the keyset paging of a user's sessions runs too.
+  const directory = new ZitadelSessionDirectory(connection.transport, { pageSize: 2 });
+  const runs = Math.max(1, Math.round(RUNS / 25));
+  for (const onLimit of ['evict-oldest', 'deny-new'] as const) {
+    const known = KNOWN[onLimit];
+    // The network answers outside the scheduler: these runs vary in timing, not only in seed.
+    await check(t, onLimit, (invariant) => !(invariant in known), {
+      runs,
+      run: (generated, s) => runScenario(generated, s, { grpc: { state: simulator.state, directory } }),
+    });
+  }
 });

@@ -171,12 +171,34 @@ export async function answerWebhook(enforcer: SessionLimitEnforcer, body: string
 }
 
 /** One run of a scenario under one schedule; returns what the reference model found wrong. */
-export async function runScenario(scenario: Scenario, s: fc.Scheduler, options: { locks?: [UserLock, UserLock] } = {}): Promise<RunReport> {
+export interface RunOptions {
+  /** One lock per enforcer (two replicas); default: one in-process lock shared by both. */
+  locks?: [UserLock, UserLock];
+  /**
+   * Over real gRPC: the enforcers use this directory (a `ZitadelSessionDirectory` connected to a simulator) and the
+   * run uses that simulator's state (reset first). Reads and deletes are then observed in the simulator's
+   * `afterCall` hook, where the call has read or written the state, and cannot be told apart per webhook.
+   */
+  grpc?: { state: SimulatorState; directory: SessionDirectory };
+}
+
+export async function runScenario(scenario: Scenario, s: fc.Scheduler, options: RunOptions = {}): Promise<RunReport> {
   let clock = T0;
   let seq = 0;
-  const state = new SimulatorState({ projectionMode: 'until-read', now: () => new Date(clock) });
+  const state = options.grpc?.state ?? new SimulatorState({ projectionMode: 'until-read', now: () => new Date(clock) });
+  if (options.grpc) {
+    state.sessions.clear();
+    state.calls.length = 0;
+    state.afterCall.length = 0;
+    state.clearFaults();
+    state.updateProjection();
+    state.projectionMode = 'until-read';
+    state.now = () => new Date(clock);
+  }
   const violations: Violation[] = [];
   const broke = (invariant: Invariant, text: string) => violations.push({ invariant, text });
+  /** The user of the final repair enforcement under way, if any. */
+  let repairing: string | undefined;
   const trace: string[] = [];
   const note = (line: string) => trace.push(`${seq}: ${line}`);
   const users = USER_IDS.slice(0, scenario.users);
@@ -251,7 +273,7 @@ export async function runScenario(scenario: Scenario, s: fc.Scheduler, options: 
     return s.schedule(Promise.resolve(result), `#${who} answer ${label}`);
   };
 
-  const directory: SessionDirectory = {
+  const inProcess: SessionDirectory = {
     getSession: (sessionId: string, run: CallRunner = runOnce) =>
       run('GetSession', () =>
         scheduled(`GetSession ${sessionId}`, () => {
@@ -281,6 +303,43 @@ export async function runScenario(scenario: Scenario, s: fc.Scheduler, options: 
       ),
   };
 
+  /** Over gRPC: the scheduler decides when each call leaves and when its answer reaches the enforcer. */
+  const overGrpc = (real: SessionDirectory): SessionDirectory => {
+    const via = async <T>(label: string, call: () => Promise<T>): Promise<T> => {
+      await s.schedule(Promise.resolve(), `call ${label}`);
+      calls += 1;
+      let result: T;
+      try {
+        result = await call();
+      } catch (error) {
+        await s.schedule(Promise.resolve(), `fail ${label}`);
+        throw error;
+      }
+      return s.schedule(Promise.resolve(result), `answer ${label}`);
+    };
+    const once = (timeoutMs: number | undefined): CallRunner => (_what, call) => call(timeoutMs);
+    return {
+      getSession: (sessionId, run = runOnce) => run('GetSession', (timeoutMs) => via(`GetSession ${sessionId}`, () => real.getSession(sessionId, once(timeoutMs)))),
+      listUserSessions: (userId, run = runOnce) =>
+        run('ListSessions', (timeoutMs) => via(`ListSessions ${userId}`, () => real.listUserSessions(userId, once(timeoutMs)))),
+      deleteSession: (sessionId, run = runOnce) =>
+        run('DeleteSession', (timeoutMs) => via(`DeleteSession ${sessionId}`, () => real.deleteSession(sessionId, once(timeoutMs)))),
+    };
+  };
+  if (options.grpc) {
+    // The state was read or written when the hook runs; the model is checked then.
+    state.afterCall.push((call) => {
+      if (call.code !== 'ok') return;
+      if (call.method === 'GetSession' && call.sessionId) markRead([call.sessionId]);
+      else if (call.method === 'ListSessions' && call.userId) {
+        markRead(state.projectedSessions().filter((session) => session.userId === call.userId).map((session) => session.id));
+      } else if (call.method === 'DeleteSession' && call.sessionId && model.get(call.sessionId)?.gone !== 'logout') {
+        checkDeletion(call.sessionId);
+      }
+    });
+  }
+  const directory = options.grpc ? overGrpc(options.grpc.directory) : inProcess;
+
   /** Checked at the moment the limiter's DeleteSession reaches ZITADEL. */
   function checkDeletion(sessionId: string) {
     const delivery = context.getStore();
@@ -289,6 +348,9 @@ export async function runScenario(scenario: Scenario, s: fc.Scheduler, options: 
     note(`${who} deletes ${sessionId}`);
     if (!m || m.gone) return;
     if (delivery && m.user !== delivery.webhook.user) broke('other-user-deleted', `${who} deleted ${sessionId} of another user (${m.user})`);
+    // Not attributable to one webhook (over gRPC): some webhook or repair of that user must be under way.
+    const userBusy = repairing === m.user || [...inFlight].some(([id, n]) => n > 0 && model.get(id)?.user === m.user);
+    if (!delivery && !userBusy) broke('other-user-deleted', `${sessionId} of ${m.user} deleted while no enforcement of that user ran`);
     if (m.completedSeq === undefined) broke('login-in-progress-deleted', `${who} deleted ${sessionId}, a login in progress`);
     if (scenario.onLimit === 'evict-oldest') {
       const read = latestRead(delivery, sessionId);
@@ -566,6 +628,7 @@ export async function runScenario(scenario: Scenario, s: fc.Scheduler, options: 
   const failedUsers = new Set(deliveries.filter((d) => d.answer?.outcome === 'error').map((d) => d.webhook.user));
   if (scenario.onLimit === 'evict-oldest') {
     for (const user of failedUsers) {
+      repairing = user;
       const repair = context.run(undefined, () => enforcers[0]!.enforceUser(user)).then(
         () => undefined,
         (error: unknown) => broke('final-enforcement-failed', `the final enforcement of ${user} failed: ${(error as Error).message}`),
@@ -589,7 +652,7 @@ export async function runScenario(scenario: Scenario, s: fc.Scheduler, options: 
     const inModel = activeOf(user).map((m) => m.id).sort();
     if (inZitadel.join() !== inModel.join()) broke('harness', `model ${inModel} != simulator ${inZitadel} for ${user}`);
   }
-  state.dispose();
+  if (!options.grpc) state.dispose();
   return { violations, deliveries: deliveries.length, calls, trace };
 }
 
