@@ -2,6 +2,8 @@ import type { Redis } from 'ioredis';
 import { ADMISSION_TTL_MS, MAX_ADMITTED_PER_USER, type AdmissionMemory } from './enforcement/admissions.js';
 
 export interface RedisAdmissionsOptions {
+  /** False while Redis is known to fail (the lock's last command failed): fail at once instead of waiting. */
+  usable?: () => boolean;
   keyPrefix?: string;
   ttlMs?: number;
   maxSessionsPerUser?: number;
@@ -36,44 +38,77 @@ return size
  * The admission memory in Redis (with REDIS_URL): every replica and every restart sees the same admissions. The
  * watch starts when the memory is first used (a key `<prefix>since`, set once); a user's hash expires after the
  * TTL without enforcement, after which their sessions created before count as established. When Redis is down,
- * `recall` fails and the enforcer denies no login of that user (it cannot tell new from returning).
+ * `recall` fails and the enforcer denies no login of that user (it cannot tell new from returning); an update lost
+ * then moves the start of the watch to the moment Redis answers again.
  */
 export class RedisAdmissions implements AdmissionMemory {
   readonly #redis: Redis;
+  readonly #usable: () => boolean;
   readonly #prefix: string;
   readonly #ttlMs: number;
   readonly #max: number;
   readonly #now: () => number;
+  /** An update was lost (Redis failed): the watch must start again once Redis answers. */
+  #lost = false;
 
   constructor(redis: Redis, options: RedisAdmissionsOptions = {}) {
     this.#redis = redis;
+    this.#usable = options.usable ?? (() => true);
     this.#prefix = options.keyPrefix ?? 'zitadel-session-limiter:admitted:';
     this.#ttlMs = options.ttlMs ?? ADMISSION_TTL_MS;
     this.#max = options.maxSessionsPerUser ?? MAX_ADMITTED_PER_USER;
     this.#now = options.now ?? Date.now;
   }
 
-  /** When the memory started watching (set once, by the first replica that asks). */
+  #check(): void {
+    if (!this.#usable()) throw new Error('Redis is failing: the admission memory is skipped');
+  }
+
+  /**
+   * When the memory started watching (set once, by the first replica that asks), moved to now after this process
+   * lost an update: admissions made while Redis failed are not remembered, so every session created before Redis
+   * answered again counts as established (the same as a restart without Redis).
+   */
+  /** Redis answers again: if an update was lost meanwhile, start the watch afresh now (at most once per outage). */
+  async recovered(): Promise<void> {
+    if (!this.#lost) return;
+    await this.#redis.set(`${this.#prefix}since`, String(this.#now()));
+    this.#lost = false;
+  }
+
   async #started(): Promise<number> {
     const key = `${this.#prefix}since`;
     const now = String(this.#now());
+    if (this.#lost) {
+      await this.#redis.set(key, now);
+      this.#lost = false;
+      return Number(now);
+    }
     await this.#redis.set(key, now, 'NX');
     return Number((await this.#redis.get(key)) ?? now);
   }
 
   async recall(userId: string, sessionIds: readonly string[]): Promise<{ admitted: Set<string>; since: number }> {
+    this.#check();
     const key = `${this.#prefix}u:${userId}`;
     const values = await this.#redis.hmget(key, 'since', ...sessionIds.map((id) => `s:${id}`));
     const admitted = new Set(sessionIds.filter((_id, i) => values[i + 1] !== null));
+    const started = await this.#started();
     const userSince = values[0];
-    if (userSince !== null && userSince !== undefined) return { admitted, since: Number(userSince) };
-    // Not remembered: never seen since the watch started, or forgotten after the TTL.
-    return { admitted, since: Math.max(await this.#started(), this.#now() - this.#ttlMs) };
+    // A user not remembered was never seen since the watch started, or was forgotten after the TTL.
+    const since = userSince !== null && userSince !== undefined ? Number(userSince) : this.#now() - this.#ttlMs;
+    return { admitted, since: Math.max(started, since) };
   }
 
   async update(userId: string, admit: readonly string[], forget: readonly string[]): Promise<void> {
-    const key = `${this.#prefix}u:${userId}`;
-    const since = (await this.recall(userId, [])).since;
-    await this.#redis.eval(UPDATE, 1, key, String(this.#now()), String(this.#ttlMs), String(this.#max), String(admit.length), String(since), ...admit, ...forget);
+    try {
+      this.#check();
+      const key = `${this.#prefix}u:${userId}`;
+      const since = (await this.recall(userId, [])).since;
+      await this.#redis.eval(UPDATE, 1, key, String(this.#now()), String(this.#ttlMs), String(this.#max), String(admit.length), String(since), ...admit, ...forget);
+    } catch (error) {
+      this.#lost = true;
+      throw error;
+    }
   }
 }

@@ -50,18 +50,40 @@ export class RedisUserLock implements UserLock {
       commandTimeout: 1000,
       retryStrategy: (attempt) => Math.min(attempt * 200, 2000),
     });
-    this.redis.on('ready', () => {
-      if (this.problem) this.#logger.info('Redis connected: enforcements are serialised across replicas');
-      this.problem = undefined;
-    });
+    this.redis.on('ready', () => this.#recovered());
     // The error text of ioredis names host and port, never the password of the URL.
     this.redis.on('error', (error: Error) => this.#unusable(`Redis error: ${error.message}`));
     this.redis.on('end', () => this.#unusable('Redis connection closed'));
   }
 
+  #recovered(): void {
+    if (this.problem) this.#logger.info('Redis connected: enforcements are serialised across replicas');
+    this.problem = undefined;
+    if (this.#probe) clearInterval(this.#probe);
+    this.#probe = undefined;
+    for (const listener of this.#onRecovered) listener();
+  }
+
+  readonly #onRecovered: (() => void)[] = [];
+  /** While Redis fails: a PING a second, so that recovery is noticed without waiting for the next login. */
+  #probe: NodeJS.Timeout | undefined;
+
+  /** Called each time Redis answers again after failing (e.g. to restart what its outage left undone). */
+  onRecovered(listener: () => void): void {
+    this.#onRecovered.push(listener);
+  }
+
+  /** False while Redis is known to fail (the last command failed and none succeeded since): skip it, fail fast. */
+  get usable(): boolean {
+    return this.problem === undefined;
+  }
+
   #unusable(problem: string): void {
     this.problem = problem;
     if (this.#closing) return;
+    this.#probe ??= setInterval(() => {
+      if (this.redis.status === 'ready') this.redis.ping().then(() => this.#recovered(), () => undefined);
+    }, 1000).unref();
     const now = Date.now();
     if (now - this.#lastWarning > 60_000) {
       this.#lastWarning = now;
@@ -106,7 +128,10 @@ export class RedisUserLock implements UserLock {
       const left = budget.remaining();
       if (left <= 0) return undefined;
       const expiresAt = Date.now() + left + this.#marginMs;
-      if ((await this.redis.set(key, token, 'PX', left + this.#marginMs, 'NX')) === 'OK') return expiresAt;
+      const answer = await this.redis.set(key, token, 'PX', left + this.#marginMs, 'NX');
+      // Redis answers again (after a stall that raised no reconnect): it is usable.
+      if (this.problem) this.#recovered();
+      if (answer === 'OK') return expiresAt;
       onWait();
       const pause = delay / 2 + Math.random() * (delay / 2);
       if (pause >= budget.remaining()) return undefined;
@@ -132,6 +157,7 @@ export class RedisUserLock implements UserLock {
 
   async close(): Promise<void> {
     this.#closing = true;
+    if (this.#probe) clearInterval(this.#probe);
     await this.redis.quit().catch(() => this.redis.disconnect());
   }
 }

@@ -74,7 +74,10 @@ export async function composeService(config: Config, logger: Logger, options: Co
     : config.sessionLimit;
   // deny-new remembers admitted sessions: in Redis with REDIS_URL (replicas and restarts agree), else in memory.
   const admissions =
-    config.policy.onLimit === 'deny-new' && lock ? new (await import('./redis-admissions.js')).RedisAdmissions(lock.redis) : undefined;
+    config.policy.onLimit === 'deny-new' && lock
+      ? new (await import('./redis-admissions.js')).RedisAdmissions(lock.redis, { usable: () => lock.usable })
+      : undefined;
+  if (admissions && lock) lock.onRecovered(() => void admissions.recovered().catch(() => undefined));
   const enforcer = new SessionLimitEnforcer({
     directory,
     admissions,

@@ -1,3 +1,4 @@
+import { LRUCache } from 'lru-cache';
 import pLimit from 'p-limit';
 import type { Logger } from 'pino';
 import { ServiceError } from '../errors.js';
@@ -127,8 +128,8 @@ const MAX_SWEEP_PASSES = 50;
 
 interface Trigger {
   id: string;
-  /** The session as read when the webhook arrived. */
-  record: SessionRecord;
+  /** The session as read when the webhook arrived; undefined when its user was known from an earlier webhook. */
+  record: SessionRecord | undefined;
   checked: readonly CredentialFactor[] | undefined;
 }
 
@@ -189,6 +190,8 @@ export class SessionLimitEnforcer {
   readonly #clockSkewMs: number;
   readonly #maxEvictions: number;
   readonly #slots = new Map<string, UserSlot>();
+  /** The user (and organisation) of sessions seen recently: a session's user never changes. */
+  readonly #owners = new LRUCache<string, { userId: string; organizationId: string | undefined }>({ max: 10_000 });
   /** Look-ups of a triggering session in flight, shared by the webhooks that name the same session. */
   readonly #lookups = new Map<string, Promise<SessionRecord | undefined>>();
   /** Enforcements running or waiting (not webhooks: joined webhooks do not count). */
@@ -220,6 +223,10 @@ export class SessionLimitEnforcer {
   /** Enforces the limit for the user of `sessionId`, the session whose login triggered the webhook. */
   async enforce(sessionId: string, options: TriggerOptions = {}): Promise<EnforcementResult> {
     const budget = Budget.until((options.arrivedAt ?? this.#now()) + this.#budgetMs, this.#now);
+    // A session's user never changes: a session seen before joins its user's enforcement without a look-up (a
+    // retrying client's burst costs no call per webhook); that enforcement reads it again inside the turn.
+    const known = this.#owners.get(sessionId);
+    if (known) return this.#join(known.userId, known.organizationId, { id: sessionId, record: undefined, checked: options.checked }, budget);
     const dryRun = this.#policy.dryRun;
     // GetSession finds the user and brings ZITADEL's session projection up to date, so the list is current.
     const session = await this.#lookUp(sessionId, budget);
@@ -227,6 +234,7 @@ export class SessionLimitEnforcer {
     if (!session.userId || lastAuthenticatedAt(session) === undefined) {
       return { outcome: 'login-in-progress', userId: session.userId, evicted: [], pruned: [], deferred: 0, dryRun };
     }
+    this.#owners.set(sessionId, { userId: session.userId, organizationId: session.organizationId });
     const trigger: Trigger = { id: sessionId, record: session, checked: options.checked };
     return this.#join(session.userId, session.organizationId, trigger, budget);
   }
@@ -239,8 +247,9 @@ export class SessionLimitEnforcer {
     let total: EnforcementResult | undefined;
     for (let pass = 0; pass < MAX_SWEEP_PASSES; pass++) {
       const result = await this.#join(userId, organizationId, undefined, new Budget(this.#budgetMs, this.#now));
+      // The first pass saw the user as they were: its count of active units is the one to report.
       total = total
-        ? { ...result, evicted: [...total.evicted, ...result.evicted], pruned: [...total.pruned, ...result.pruned] }
+        ? { ...result, active: total.active, evicted: [...total.evicted, ...result.evicted], pruned: [...total.pruned, ...result.pruned] }
         : result;
       const progressed = result.evicted.length + result.pruned.length > 0;
       if (result.deferred === 0 || !progressed || result.dryRun) break;
@@ -309,7 +318,12 @@ export class SessionLimitEnforcer {
     slot.waiting = batch;
     batch.outcome = (async () => {
       try {
-        const inTime = await Budget.until(batch.deadline, this.#now).within(previous);
+        // Wait for the user's turn until the batch's deadline, which later joiners may push back meanwhile.
+        let inTime = false;
+        for (let until = -Infinity; !inTime && batch.deadline > until; ) {
+          until = batch.deadline;
+          inTime = await Budget.until(until, this.#now).within(previous);
+        }
         // From here on, webhooks of the user start a new batch: this one lists after all of its triggers arrived.
         if (slot.waiting === batch) slot.waiting = undefined;
         if (!inTime) throw new UserBusyError('this process');
@@ -362,14 +376,14 @@ export class SessionLimitEnforcer {
       // The lock is waited for, and held, only for what is left of the budget.
       return await this.#lock.run(userId, budget, async (waitedElsewhere) => {
         const triggers = [...batch.triggers];
-        const read = triggers.map((trigger) => trigger.record);
-        // Another enforcement of this user ran while we waited, or several logins joined: one GetSession brings the
-        // projection up to date, so that the list reflects their writes and deletes.
+        const read = triggers.flatMap((trigger) => (trigger.record ? [trigger.record] : []));
+        // Another enforcement of this user ran while we waited, several logins joined, or a login was not read yet:
+        // one GetSession brings the projection up to date, so that the list reflects their writes and deletes.
         const last = triggers.at(-1);
-        if (last && (batch.waited || waitedElsewhere || triggers.length > 1)) {
+        if (last && (batch.waited || waitedElsewhere || triggers.length > 1 || !last.record)) {
           const fresh = await this.#directory.getSession(last.id, run);
           if (fresh) read.push(fresh);
-          else read.splice(read.indexOf(last.record), 1);
+          else if (last.record) read.splice(read.indexOf(last.record), 1);
         }
         const listed = await this.#directory.listUserSessions(userId, run);
         // The repair sweep may not know the organisation: the user's sessions name it. A failed look-up throws:
@@ -387,7 +401,7 @@ export class SessionLimitEnforcer {
         undone = actions.map((action) => action.session.id);
         await this.#apply(userId, decision, actions, limit, run);
         undone = [];
-        if (this.#policy.onLimit === 'deny-new' && !this.#policy.dryRun) await this.#remember(userId, decision, classified.pending);
+        if (this.#policy.onLimit === 'deny-new') await this.#remember(userId, decision, classified.pending);
         return { userId, decision, evicted: decision.evict.map(({ session }) => session.id), deferred, records };
       });
     } catch (error) {
@@ -428,27 +442,30 @@ export class SessionLimitEnforcer {
         .filter((session) => lastAuthenticatedAt(session)! > now - this.#budgetMs - this.#clockSkewMs)
         .map((session) => session.id),
     );
-    const decisionTriggers = triggers.map((trigger) => ({
-      id: trigger.id,
-      newLogin: isNewLogin({
-        session: records.get(trigger.id) ?? trigger.record,
-        checked: trigger.checked,
-        admitted: memory.admitted.has(trigger.id),
-        rememberedSince: memory.since,
-        clockSkewMs: this.#clockSkewMs,
-      }),
-    }));
+    // A trigger no longer among the records (deleted meanwhile) has nothing to decide.
+    const decisionTriggers = triggers.flatMap((trigger) => {
+      const session = records.get(trigger.id);
+      if (!session) return [];
+      const admitted = memory.admitted.has(trigger.id);
+      return [{ id: trigger.id, newLogin: isNewLogin({ session, checked: trigger.checked, admitted, rememberedSince: memory.since, clockSkewMs: this.#clockSkewMs }) }];
+    });
     return { triggers: decisionTriggers, pending };
   }
 
-  /** deny-new: remembers the user's active sessions as admitted (not the pending ones), forgets the deleted ones. */
+  /**
+   * deny-new: remembers the sessions that stay active as admitted (not the pending ones, which their own webhooks
+   * decide), and forgets the deleted ones. In a dry run nothing is deleted: the would-be denied sessions stay
+   * active, so they are remembered too (switching the dry run off must not deny their re-authentications).
+   */
   async #remember(userId: string, decision: EvictionDecision, pending: ReadonlySet<string>): Promise<void> {
-    const forget = [...decision.deny.map(({ session }) => session.id), ...decision.prune.map((session) => session.id)];
+    const { dryRun } = this.#policy;
+    const removed = dryRun ? [] : [...decision.deny.map(({ session }) => session.id), ...decision.prune.map((session) => session.id)];
+    const staying = [...decision.keep, ...(dryRun ? decision.deny : [])].map(({ session }) => session.id);
     try {
       await this.#admissions.update(
         userId,
-        decision.keep.map(({ session }) => session.id).filter((id) => !pending.has(id)),
-        forget,
+        staying.filter((id) => !pending.has(id)),
+        removed,
       );
     } catch (error) {
       this.#logger.warn({ userId, err: error }, 'admission memory not updated: a re-authentication of these sessions may look like a new login');
@@ -482,10 +499,8 @@ export class SessionLimitEnforcer {
     // The least recently authenticated first, at most the cap.
     const candidates = (decision: EvictionDecision) => decision.evict.slice(-this.#maxEvictions);
     let decision = decideNow();
-    if (this.#policy.dryRun) {
-      const evict = candidates(decision);
-      return { decision: { ...decision, evict }, deferred: decision.evict.length - evict.length };
-    }
+    // A dry run deletes nothing and reads nothing again: it reports every would-be eviction, uncapped.
+    if (this.#policy.dryRun) return { decision, deferred: 0 };
     for (let round = 0; round < MAX_VERIFY_ROUNDS; round++) {
       const toCheck = candidates(decision)
         .map(({ session }) => session)

@@ -1,4 +1,5 @@
 import t from 'tap';
+import { InMemoryAdmissions } from '../../src/enforcement/admissions.js';
 import { SessionLimitEnforcer } from '../../src/enforcement/enforcer.js';
 import type { SessionRecord } from '../../src/enforcement/decision.js';
 import { createLogger } from '../../src/logger.js';
@@ -192,4 +193,36 @@ t.test('evictions per enforcement are capped; the sweep repeats until the user i
   t.equal(swept.evicted.length, 19, 'the sweep evicts the rest, pass after pass');
   t.equal(swept.deferred, 0);
   t.equal(deleted.length, 29);
+});
+
+t.test('deny-new in a dry run remembers the sessions that stay, so switching it off denies no re-authentication', async (t) => {
+  const created = (id: string, agoSeconds: number): SessionRecord => ({ ...s(id, 0), createdAt: NOW - agoSeconds * 1000, verifiedAt: { password: NOW - agoSeconds * 1000 } });
+  const { seam, deleted } = directory([created('laptop', 50), created('phone', 40), created('tablet', 30)]);
+  // The memory has watched for a minute: these sessions were created while it watched.
+  const admissions = new InMemoryAdmissions({ now: () => NOW - 60_000 });
+  const options = { directory: seam, limits: 2, logger: createLogger('silent'), now: () => NOW, admissions, admissionClockSkewMs: 0 };
+  const dry = new SessionLimitEnforcer({ ...options, policy: { onLimit: 'deny-new', dryRun: true } });
+  const watched = await dry.enforce('tablet', { checked: ['password'] });
+  t.equal(watched.outcome, 'denied', 'the dry run reports the tablet as the login it would deny');
+  t.same(deleted, []);
+  const enforcing = new SessionLimitEnforcer({ ...options, policy: { onLimit: 'deny-new' } });
+  for (const device of ['laptop', 'phone', 'tablet']) {
+    const recheck = await enforcing.enforce(device, { checked: ['password'] });
+    t.equal(recheck.outcome, 'enforced', `${device} re-checking its password after the dry run is not denied`);
+  }
+  t.same(deleted, [], 'no session that stayed through the dry run is ever deleted');
+});
+
+t.test('the sweep reports the user as it found them; a dry run reports every would-be eviction, uncapped', async (t) => {
+  const sessions = Array.from({ length: 40 }, (_, i) => s(`s${i}`, 100 - i));
+  const { seam, deleted } = directory(sessions);
+  const dry = new SessionLimitEnforcer({ directory: seam, limits: 2, policy: { dryRun: true }, logger: createLogger('silent'), now: () => NOW });
+  const wouldBe = await dry.enforceUser('alice');
+  t.equal(wouldBe.evicted.length, 38, 'the dry run says what the real run will do');
+  t.equal(wouldBe.active, 40);
+  t.same(deleted, []);
+  const real = new SessionLimitEnforcer({ directory: seam, limits: 2, logger: createLogger('silent'), now: () => NOW });
+  const swept = await real.enforceUser('alice');
+  t.equal(swept.evicted.length, 38);
+  t.equal(swept.active, 40, 'active: what the user held before the sweep, not after its first pass');
 });
