@@ -8,7 +8,7 @@ export interface Received {
 
 /** A tiny HTTP endpoint that records what it receives and answers as told; stands in for a target. */
 export async function startReceiver(
-  answer: (received: Received) => { status?: number; body?: string; delayMs?: number } | void = () => {},
+  answer: (received: Received) => { status?: number; body?: string; delayMs?: number; hold?: Promise<unknown> } | void = () => {},
 ) {
   const received: Received[] = [];
   const server = http.createServer(async (request, response) => {
@@ -16,8 +16,10 @@ export async function startReceiver(
     for await (const chunk of request) chunks.push(chunk as Buffer);
     const entry = { headers: request.headers, body: Buffer.concat(chunks).toString('utf8') };
     received.push(entry);
-    const { status = 204, body = '', delayMs = 0 } = answer(entry) ?? {};
+    const { status = 204, body = '', delayMs = 0, hold } = answer(entry) ?? {};
     if (delayMs) await new Promise((resolve) => setTimeout(resolve, delayMs));
+    // Answers only once the test lets it (deterministic, unlike a delay).
+    if (hold) await hold;
     if (!response.destroyed) response.writeHead(status, body ? { 'content-type': 'application/json' } : {}).end(body);
   });
   await new Promise<void>((resolve) => server.listen(0, '127.0.0.1', resolve));

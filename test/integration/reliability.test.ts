@@ -54,16 +54,30 @@ t.test('PermissionDenied: 502, a clear configuration-error line, no retry storm'
 t.test('beyond MAX_CONCURRENT_ENFORCEMENTS, requests are shed with 503 and the service answers again after', async (t) => {
   const s = await stackOn(t, { limit: 5, env: () => ({ MAX_CONCURRENT_ENFORCEMENTS: '2' }) });
   const { state } = s.simulator;
-  // Four users (one user's webhooks would coalesce into one enforcement and never be shed).
-  const sessions = ['u1', 'u2', 'u3', 'u4'].map((user) => seedLogins(state, user, 1)[0]!);
-  state.latencyMs.ListSessions = 1000;
-  const responses = await Promise.all(sessions.map((id) => s.send(fixtureFor('02-password.set-session', id))));
-  const codes = responses.map((r) => r.statusCode).sort();
-  t.same(codes, [204, 204, 503, 503]);
-  t.equal(responses.find((r) => r.statusCode === 503)!.json().error, 'ERR_OVERLOADED');
+  // Four users (a burst of one user would be coalesced, not shed), one login each.
+  const logins = ['u1', 'u2', 'u3', 'u4'].map((user) => seedLogins(state, user, 1)[0]!);
+  // The simulator holds every ListSessions answer (read inside the enforcement, after the trigger's GetSession)
+  // until the test opens the gate: the first two enforcements stay in flight while the other two arrive. No wall
+  // clock orders anything.
+  let open!: () => void;
+  const gate = new Promise<void>((resolve) => (open = resolve));
+  let held = 0;
+  let twoHeld!: () => void;
+  const bothInFlight = new Promise<void>((resolve) => (twoHeld = resolve));
+  state.afterCall.push(async (call) => {
+    if (call.method !== 'ListSessions') return;
+    if (++held === 2) twoHeld();
+    await gate;
+  });
+  const first = logins.slice(0, 2).map((id) => s.send(fixtureFor('02-password.set-session', id)));
+  await bothInFlight;
+  const shed = await Promise.all(logins.slice(2).map((id) => s.send(fixtureFor('02-password.set-session', id))));
+  t.same(shed.map((r) => r.statusCode), [503, 503], 'the two beyond the bound are shed at once');
+  t.equal(shed[0]!.json().error, 'ERR_OVERLOADED');
+  open();
+  t.same((await Promise.all(first)).map((r) => r.statusCode), [204, 204], 'the two in flight complete');
   t.match((await s.app.inject({ method: 'GET', url: '/metrics' })).body, /session_limiter_webhook_requests_total\{outcome="shed",code="ERR_OVERLOADED"\} 2/);
-  state.latencyMs.ListSessions = 0;
-  t.equal((await s.send(fixtureFor('02-password.set-session', sessions[0]!))).statusCode, 204);
+  t.equal((await s.send(fixtureFor('02-password.set-session', logins[2]!))).statusCode, 204, 'and the service answers again');
 });
 
 t.test('a re-authentication racing an enforcement is not evicted: the candidates are read again before deleting', async (t) => {
@@ -89,22 +103,20 @@ t.test('a re-authentication racing an enforcement is not evicted: the candidates
   t.same(deleted.sort(), [mid, recent].sort());
 });
 
-/** Two services sharing one simulator (projection lag on) and one Redis: the webhooks go to both, alternately. */
+/**
+ * Two services sharing one simulator (projection lag on: ListSessions sees a write only after a GetSession) and one
+ * Redis: the webhooks go to both, alternately.
+ */
 async function twoReplicas(t: Test, limit: number) {
   const redis = await startRedis();
   t.teardown(() => redis.stop());
-  const simulator = new ZitadelSimulator({ projectionMode: 15 });
+  const simulator = new ZitadelSimulator({ projectionMode: 'until-read' });
   await simulator.listen();
   t.teardown(() => simulator.close());
-  simulator.state.latencyMs['*'] = 2;
   const replicas: Stack[] = [];
   for (let i = 0; i < 2; i++) replicas.push(await stackOn(t, { limit, existingSimulator: simulator, env: () => ({ REDIS_URL: redis.url }) }));
-  // Wait for both to connect to Redis (they fall back to in-process only while it is not ready).
-  for (const replica of replicas) {
-    for (let i = 0; i < 100 && (await replica.app.inject({ method: 'GET', url: '/readyz' })).json().checks.redis !== 'ok'; i++) {
-      await new Promise((resolve) => setTimeout(resolve, 20));
-    }
-  }
+  // Both connected to Redis (they fall back to in-process only while it is not ready).
+  t.same(await Promise.all(replicas.map((replica) => replica.service.lock!.ready(5000))), [true, true], 'both replicas use Redis');
   return { redis, simulator, state: simulator.state, replicas };
 }
 

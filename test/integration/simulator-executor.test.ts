@@ -118,7 +118,7 @@ t.test('after each successful call the executor POSTs ZITADEL\'s payload, signed
 });
 
 t.test('restWebhook with interruptOnError: a non-2xx, a timeout or a forwarded error fails the call', async (t) => {
-  let answer: { status?: number; body?: string; delayMs?: number } = {};
+  let answer: { status?: number; body?: string; hold?: Promise<unknown> } = {};
   const { client, receiver, actions, user, state } = await setup(t, () => answer);
   const target = actions.createTarget({ name: 'strict', endpoint: receiver.url, type: 'restWebhook', interruptOnError: true, timeout: '0.2s' });
   actions.setExecution({ response: { method: CREATE } }, [target.id]);
@@ -135,13 +135,18 @@ t.test('restWebhook with interruptOnError: a non-2xx, a timeout or a forwarded e
   t.equal(await codeOf(login()), 'FailedPrecondition', 'forwarded non-4xx: FailedPrecondition');
   answer = { status: 200, body: 'not json' };
   t.equal(await codeOf(login()), 'ok', 'a 2xx body that is not JSON is a success');
-  answer = { delayMs: 500 };
+  // The target does not answer until after the login call returned: only the target's timeout (0.2 s) can end it.
+  let answerNow!: () => void;
+  const never = new Promise<void>((resolve) => (answerNow = resolve));
+  t.teardown(() => answerNow());
+  answer = { hold: never };
   t.equal(await codeOf(login()), 'Unknown', 'timeout: Unknown');
+  answerNow();
   t.equal(state.sessions.size, 6, 'the sessions were written all the same, as in ZITADEL');
 });
 
 t.test('without interruptOnError failures are only logged; restAsync does not wait', async (t) => {
-  let answer: { status?: number; delayMs?: number } = { status: 500 };
+  let answer: { status?: number; hold?: Promise<unknown> } = { status: 500 };
   const { client, receiver, actions, user } = await setup(t, () => answer);
   const lenient = actions.createTarget({ name: 'lenient', endpoint: receiver.url, type: 'restWebhook' });
   actions.setExecution({ response: { method: CREATE } }, [lenient.id]);
@@ -151,10 +156,14 @@ t.test('without interruptOnError failures are only logged; restAsync does not wa
 
   const async = actions.createTarget({ name: 'async', endpoint: receiver.url, type: 'restAsync', timeout: '5s' });
   actions.setExecution({ response: { method: CREATE } }, [async.id]);
-  answer = { delayMs: 300 };
+  // The async target answers only when the test lets it: the login call must return before that.
+  let answerNow!: () => void;
+  answer = { hold: new Promise<void>((resolve) => (answerNow = resolve)) };
+  t.teardown(() => answerNow());
   await login();
   const answered = () => actions.deliveries.filter((delivery) => delivery.async && delivery.status !== undefined).length;
-  t.equal(answered(), 0, 'the call returned before the async target answered (it takes 300 ms)');
+  t.equal(answered(), 0, 'the call returned before the async target answered');
+  answerNow();
   await actions.settled();
   t.equal(answered(), 1, 'then the async delivery completed');
   t.equal(receiver.received.length, 2);

@@ -202,11 +202,20 @@ t.test('ZITADEL refusing or unreachable: 502 / 503 with a JSON error; the log na
 t.test('concurrent logins of one user end with the N most recently authenticated sessions', async (t) => {
   const { simulator, send } = await stack(t, { limit: 2 });
   const { state } = simulator;
-  state.latencyMs['*'] = 3;
   const ids = seedAliceAndBob(state);
   const logins = Array.from({ length: 6 }, (_, i) =>
     state.seedSession({ userId: ids.alice, creationDate: minutesAgo(1), factors: { password: minutesAgo(1 - i / 10) } }).id,
   );
+  // All six are in flight at once: the simulator holds each webhook's first GetSession (its trigger) until the
+  // sixth has arrived, then answers them together. Events, not latency, make them concurrent.
+  let arrived = 0;
+  let allArrived!: () => void;
+  const six = new Promise<void>((resolve) => (allArrived = resolve));
+  state.afterCall.push(async (call) => {
+    if (call.method !== 'GetSession' || arrived >= 6 || !logins.includes(call.sessionId!)) return;
+    if (++arrived === 6) allArrived();
+    await six;
+  });
   // Webhooks arrive in reverse order of authentication, all at once.
   const responses = await Promise.all([...logins].reverse().map((id) => send(fixtureFor('02-password.set-session', id))));
   t.same(responses.map((r) => r.statusCode), responses.map(() => 204));
