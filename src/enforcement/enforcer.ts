@@ -401,7 +401,7 @@ export class SessionLimitEnforcer {
         undone = actions.map((action) => action.session.id);
         await this.#apply(userId, decision, actions, limit, run);
         undone = [];
-        if (this.#policy.onLimit === 'deny-new') await this.#remember(userId, decision, classified.pending);
+        if (this.#policy.onLimit === 'deny-new') await this.#remember(userId, decision, classified.unjudged);
         return { userId, decision, evicted: decision.evict.map(({ session }) => session.id), deferred, records };
       });
     } catch (error) {
@@ -419,7 +419,7 @@ export class SessionLimitEnforcer {
    * none of this matters.
    */
   async #classify(userId: string, triggers: Trigger[], records: Map<string, SessionRecord>) {
-    const none = { triggers: [] as DecisionTrigger[], pending: new Set<string>() };
+    const none = { triggers: [] as DecisionTrigger[], pending: new Set<string>(), unjudged: new Set<string>() };
     if (this.#policy.onLimit !== 'deny-new') return none;
     const now = this.#now();
     const mine = [...records.values()].filter((session) => whyNotCounted(session, userId, now) === undefined);
@@ -436,11 +436,14 @@ export class SessionLimitEnforcer {
     }
     const triggerIds = new Set(triggers.map((trigger) => trigger.id));
     const watchedSince = memory.since + this.#clockSkewMs;
+    // Signed in while the memory watched, never admitted, and not decided here: their own webhooks decide them.
+    const unjudged = mine.filter(
+      (session) => !triggerIds.has(session.id) && !memory.admitted.has(session.id) && (session.createdAt ?? 0) > watchedSince,
+    );
+    // Those signed in a moment ago do not count yet (their webhooks are on the way); older ones count, but are not
+    // remembered as admitted: a late (or repeated) webhook of theirs is still judged as the new login it is.
     const pending = new Set(
-      mine
-        .filter((session) => !triggerIds.has(session.id) && !memory.admitted.has(session.id) && (session.createdAt ?? 0) > watchedSince)
-        .filter((session) => lastAuthenticatedAt(session)! > now - this.#budgetMs - this.#clockSkewMs)
-        .map((session) => session.id),
+      unjudged.filter((session) => lastAuthenticatedAt(session)! > now - this.#budgetMs - this.#clockSkewMs).map((session) => session.id),
     );
     // A trigger no longer among the records (deleted meanwhile) has nothing to decide.
     const decisionTriggers = triggers.flatMap((trigger) => {
@@ -449,22 +452,22 @@ export class SessionLimitEnforcer {
       const admitted = memory.admitted.has(trigger.id);
       return [{ id: trigger.id, newLogin: isNewLogin({ session, checked: trigger.checked, admitted, rememberedSince: memory.since, clockSkewMs: this.#clockSkewMs }) }];
     });
-    return { triggers: decisionTriggers, pending };
+    return { triggers: decisionTriggers, pending, unjudged: new Set(unjudged.map((session) => session.id)) };
   }
 
   /**
-   * deny-new: remembers the sessions that stay active as admitted (not the pending ones, which their own webhooks
+   * deny-new: remembers the sessions that stay active as admitted (not the unjudged ones, which their own webhooks
    * decide), and forgets the deleted ones. In a dry run nothing is deleted: the would-be denied sessions stay
    * active, so they are remembered too (switching the dry run off must not deny their re-authentications).
    */
-  async #remember(userId: string, decision: EvictionDecision, pending: ReadonlySet<string>): Promise<void> {
+  async #remember(userId: string, decision: EvictionDecision, unjudged: ReadonlySet<string>): Promise<void> {
     const { dryRun } = this.#policy;
     const removed = dryRun ? [] : [...decision.deny.map(({ session }) => session.id), ...decision.prune.map((session) => session.id)];
     const staying = [...decision.keep, ...(dryRun ? decision.deny : [])].map(({ session }) => session.id);
     try {
       await this.#admissions.update(
         userId,
-        staying.filter((id) => !pending.has(id)),
+        staying.filter((id) => !unjudged.has(id)),
         removed,
       );
     } catch (error) {
@@ -494,38 +497,47 @@ export class SessionLimitEnforcer {
         pending,
         policy: { ...this.#policy, limit: limit.limit, limitSource: limit.source },
       });
-    // Sessions re-read and found as listed: safe to evict on this decision.
-    const confirmed = new Set<string>();
+    // Sessions re-read and found as listed, with the order in which their reads completed: safe to evict (or to
+    // count as kept) on this decision, unless another session was seen changed by a read that completed later.
+    const confirmed = new Map<string, number>();
+    let reads = 0;
     // The least recently authenticated first, at most the cap.
     const candidates = (decision: EvictionDecision) => decision.evict.slice(-this.#maxEvictions);
     let decision = decideNow();
     // A dry run deletes nothing and reads nothing again: it reports every would-be eviction, uncapped.
     if (this.#policy.dryRun) return { decision, deferred: 0 };
     for (let round = 0; round < MAX_VERIFY_ROUNDS; round++) {
-      const toCheck = candidates(decision)
+      const unconfirmed = candidates(decision)
         .map(({ session }) => session)
         .filter((session) => !confirmed.has(session.id));
-      if (toCheck.length === 0) break;
-      let changed = false;
+      if (unconfirmed.length === 0) break;
+      // The kept sessions are read again too (in parallel): one logged out since the list (which may lag behind a
+      // logout) frees its place, and a candidate must not be evicted for a session that is gone.
+      const kept = decision.keep.map(({ session }) => session).filter((session) => !confirmed.has(session.id));
+      let lastChange = -1;
       const parallel = pLimit(this.#deleteConcurrency);
       await Promise.all(
-        toCheck.map((listed) =>
+        [...unconfirmed, ...kept].map((listed) =>
           parallel(async () => {
             const now = await this.#directory.getSession(listed.id, run);
+            const seq = reads++;
             if (!now) {
               records.delete(listed.id);
-              changed = true;
+              lastChange = seq;
             } else if ((now.changedAt ?? 0) > (listed.changedAt ?? 0)) {
               records.set(now.id, now);
-              changed = true;
+              lastChange = seq;
             } else {
-              confirmed.add(listed.id);
+              confirmed.set(listed.id, seq);
             }
           }),
         ),
       );
-      if (!changed) break;
+      // Decide again at the time of the reads: a kept session may have expired since the list.
       decision = decideNow();
+      if (lastChange < 0) break;
+      // A read that completed before a change was seen may predate that change: it confirms nothing any more.
+      for (const [id, seq] of confirmed) if (seq < lastChange) confirmed.delete(id);
     }
     const wanted = decision.evict;
     const evict = candidates(decision).filter(({ session }) => confirmed.has(session.id));

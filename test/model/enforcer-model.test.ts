@@ -50,29 +50,18 @@ const SEED = process.env.MODEL_SEED === 'random' ? (Date.now() ^ (Math.random() 
 const PATH = process.env.MODEL_PATH;
 
 /**
- * Invariants that the enforcer on this branch breaks, with why, and a run that breaks them (seed and path, replayed
- * in a `todo` subtest that prints the counterexample; found with the default seed and 10,000 runs). Every other
- * invariant must hold in every run. Remove an entry once its fix lands (its replay then passes: `ok # TODO`).
+ * Invariants the enforcer is known to break, with why, and a run that breaks them (seed and path, replayed in a
+ * `todo` subtest that prints the counterexample). Empty: every invariant must hold in every run. The two races
+ * this test found (a logout racing an eviction; a login's late webhook after another enforcement remembered it)
+ * are fixed; their replays below are kept for the record (a path replays a schedule of the code it was found on).
  */
 const REPLAY: Record<OnLimit, { seed: number; path: string } | undefined> = {
   'evict-oldest': { seed: 20_260_110, path: '79:4:3:4:8:8:12:12:16:17:22:25:32:32:23:23:23:23:23:23:23' },
   'deny-new': { seed: 20_260_110, path: '9119:5:4:4:8:9:8:12:13:18:17:17:17:22:22:22:25:25:27:29:37:38:36:36:37:38:38:39:5:0:5:11:16:17:18:12:12:13:13:13' },
 };
 const KNOWN: Record<OnLimit, Partial<Record<Invariant, string>>> = {
-  'evict-oldest': {
-    'evicted-within-limit-as-read':
-      'a logout after the trigger\'s GetSession is not in the list (projection lag): the enforcer counts the logged-out ' +
-      'session as kept and evicts a legitimate one; kept sessions are never re-read',
-    'evicted-within-limit-when-read': 'same cause: a kept session logged out before the candidate\'s re-read',
-    'evicted-within-limit-at-delete': 'same cause; README (Races) documents only a re-authentication as the remaining window',
-  },
-  'deny-new': {
-    'deny-new-admitted-over-limit':
-      'a login whose webhook arrives (or is delivered again) more than ENFORCE_BUDGET_MS after its sign-in is no ' +
-      'longer "pending": another enforcement counts it as established and remembers it as admitted, so its own ' +
-      'webhook lets it through while the user already holds the limit',
-    'over-limit-when-quiet': 'same cause: the user ends with limit + 1 active sessions',
-  },
+  'evict-oldest': {},
+  'deny-new': {},
 };
 
 interface Totals {

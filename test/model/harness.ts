@@ -77,6 +77,8 @@ interface ModelSession {
   lastAuthSeq: number;
   expiresAt: number | undefined;
   gone: 'logout' | 'limiter' | undefined;
+  /** Model event number of its logout, if it was logged out. */
+  goneSeq?: number | undefined;
   /** Answered 2xx and not denied for a webhook of this session (deny-new: the service admitted it). */
   admitted: boolean;
   /** Its completing call failed (a 503 answer fails the login call): by CreateSession or SetSession. */
@@ -211,10 +213,14 @@ export async function runScenario(scenario: Scenario, s: fc.Scheduler, options: 
     m.completedSeq !== undefined && m.gone === undefined && (m.expiresAt === undefined || m.expiresAt > clock);
   const activeOf = (user: string) => [...model.values()].filter((m) => m.user === user && isActive(m));
   /** The `limit` most recently authenticated active sessions of `user`, now. */
+  // Ties in authentication time go to the later created session (ids grow with creation here), as the README's
+  // total order says: either could be kept, but every replica must agree, and so must the model.
+  const byRecency = (a: { id: string; lastAuthAt?: number | undefined }, b: { id: string; lastAuthAt?: number | undefined }) =>
+    b.lastAuthAt! - a.lastAuthAt! || (BigInt(b.id) > BigInt(a.id) ? 1 : -1);
   const topOf = (user: string) =>
     new Set(
       activeOf(user)
-        .sort((a, b) => b.lastAuthAt! - a.lastAuthAt!)
+        .sort(byRecency)
         .slice(0, scenario.limit)
         .map((m) => m.id),
     );
@@ -367,7 +373,7 @@ export async function runScenario(scenario: Scenario, s: fc.Scheduler, options: 
       // projection is not (the truth at the read counts, not what the list showed).
       const known = [...(lastRead.get(delivery) ?? new Map<string, Read>())]
         .filter(([id, r]) => r.active && model.get(id)?.user === m.user)
-        .sort(([, a], [, b]) => b.lastAuthAt! - a.lastAuthAt!)
+        .sort(([idA, a], [idB, b]) => byRecency({ id: idA, lastAuthAt: a.lastAuthAt }, { id: idB, lastAuthAt: b.lastAuthAt }))
         .slice(0, scenario.limit)
         .map(([id]) => id);
       if (known.includes(sessionId)) {
@@ -378,8 +384,14 @@ export async function runScenario(scenario: Scenario, s: fc.Scheduler, options: 
         );
       }
       // The strict form: not among them at the moment of deletion, but for the documented window (README, Races):
-      // a re-authentication after the enforcement's last read of the session.
-      if (topOf(m.user).has(sessionId) && m.lastAuthSeq < (read?.seq ?? Infinity)) {
+      // a change after the enforcement's last reads: a re-authentication of the session, or a session the
+      // enforcement read as active and counted that was logged out or expired since.
+      const loggedOutSinceRead = [...model.values()].some((o) => {
+        if (o.user !== m.user || o.id === sessionId || isActive(o)) return false;
+        const r = latestRead(delivery, o.id);
+        return r !== undefined && r.active && (o.gone === undefined || (o.gone === 'logout' && (o.goneSeq ?? -1) > r.seq));
+      });
+      if (topOf(m.user).has(sessionId) && m.lastAuthSeq < (read?.seq ?? Infinity) && !loggedOutSinceRead) {
         broke(
           'evicted-within-limit-at-delete',
           `${who} deleted ${sessionId}, among the ${scenario.limit} most recently authenticated active sessions of its ` +
@@ -572,6 +584,7 @@ export async function runScenario(scenario: Scenario, s: fc.Scheduler, options: 
         const m = pick(step.pick);
         if (!m || m.gone) return;
         m.gone = 'logout';
+        m.goneSeq = seq;
         state.terminate(m.id);
         note(`logout ${m.id}`);
         return;
