@@ -5,7 +5,8 @@ import { ServiceError, type ErrorCode } from './errors.js';
 import type { Metrics } from './metrics.js';
 import { answerClientError } from './http-client-errors.js';
 import { createMetricsCollector } from './metrics-server.js';
-import { toServiceError, webhookRoutes, type WebhookOptions } from './webhook.js';
+import { toServiceError } from './error-map.js';
+import { webhookRoutes, type WebhookOptions } from './webhook.js';
 import type { Readiness } from './zitadel/readiness.js';
 
 export interface AppOptions extends Omit<WebhookOptions, 'now' | 'metrics'> {

@@ -1,6 +1,6 @@
 import type { KeyObject } from 'node:crypto';
 import { z } from 'zod';
-import type { PolicyOptions } from './enforcement/enforcer.js';
+import type { PolicyOptions } from './enforcement/policy.js';
 import { readServiceAccountKey, type ServiceAccountKey } from './zitadel/credentials.js';
 
 /**

@@ -1,7 +1,8 @@
 import type { ServerResponse } from 'node:http';
 import type { Duplex } from 'node:stream';
 import type { Logger } from 'pino';
-import { ServiceError, type ErrorCode } from './errors.js';
+import { toServiceError } from './error-map.js';
+import type { ErrorCode } from './errors.js';
 
 /**
  * Node's 'clientError': a request the HTTP parser refused (a bad header byte, a Content-Length shorter than the
@@ -14,19 +15,15 @@ import { ServiceError, type ErrorCode } from './errors.js';
 export function answerClientError(error: NodeJS.ErrnoException, socket: Duplex, logger: Logger): void {
   // A reset connection has nobody to answer.
   if (error.code === 'ECONNRESET' || socket.destroyed) return;
-  const code: ErrorCode =
-    error.code === 'ERR_HTTP_REQUEST_TIMEOUT'
-      ? 'ERR_REQUEST_TIMEOUT'
-      : error.code === 'HPE_HEADER_OVERFLOW'
-        ? 'ERR_HEADERS_TOO_LARGE'
-        : 'ERR_BAD_REQUEST';
+  // Anything the parser refused that the catalogue does not name otherwise is a bad request.
+  const serviceError = toServiceError(error, 'ERR_BAD_REQUEST');
+  const { code } = serviceError;
   // Node's codes are fixed identifiers; anything else is not echoed.
   const reason = typeof error.code === 'string' && /^[A-Z][A-Z0-9_]{0,63}$/.test(error.code) ? error.code : 'unknown';
   logger.debug({ code, reason }, 'client error: the request was refused before it reached a route');
   // When the request reached a route (its headers were complete) and that route already answered, the answer stands.
   const response = (socket as Duplex & { _httpMessage?: ServerResponse | null })._httpMessage;
   if (socket.writable && !response?.headersSent) {
-    const serviceError = new ServiceError(code);
     const body = serviceError.body();
     socket.write(
       `HTTP/1.1 ${serviceError.statusCode} ${statusText[code]}\r\nContent-Type: application/json\r\n` +

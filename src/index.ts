@@ -10,7 +10,8 @@ export {
   type DecisionInput,
 } from './enforcement/decision.js';
 export { SessionLimitEnforcer, type EnforcementResult } from './enforcement/enforcer.js';
-export { ZitadelSessionDirectory, type SessionDirectory } from './zitadel/session-directory.js';
+export { ZitadelSessionDirectory } from './zitadel/session-directory.js';
+export { DirectoryError, type SessionDirectory, type FailureKind } from './enforcement/ports.js';
 export { loadConfig, ConfigError, type Config } from './config.js';
 export { buildApp, type AppOptions } from './app.js';
 export { errorCatalog, ServiceError, type ErrorCode } from './errors.js';

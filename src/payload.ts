@@ -1,6 +1,5 @@
 import { z } from 'zod';
 import type { CredentialFactor } from './enforcement/decision.js';
-import { ServiceError } from './errors.js';
 
 export const CREATE_SESSION = '/zitadel.session.v2.SessionService/CreateSession';
 export const SET_SESSION = '/zitadel.session.v2.SessionService/SetSession';
@@ -40,13 +39,23 @@ const RESPONSE_NEEDED =
   'no response object: the target seems bound to the request of this method; bind it to the response, where the ' +
   'checks have been verified';
 
-function invalid(detail: string): ServiceError {
-  return new ServiceError('ERR_PAYLOAD_INVALID', detail);
+/** The body is not an execution payload this service understands; `detail` names the field, never its value. */
+export class PayloadError extends Error {
+  readonly detail: string;
+  constructor(detail: string) {
+    super(`not a session execution payload: ${detail}`);
+    this.name = 'PayloadError';
+    this.detail = detail;
+  }
+}
+
+function invalid(detail: string): PayloadError {
+  return new PayloadError(detail);
 }
 
 /**
  * Reads an Actions v2 execution payload (already JSON-parsed) and decides what to do with it. Pure: no I/O.
- * Throws `ServiceError('ERR_PAYLOAD_INVALID')` for a payload that is not one this service understands; the
+ * Throws `PayloadError` (answered ERR_PAYLOAD_INVALID) for a payload that is not one this service understands; the
  * error names the offending field, never its value.
  */
 export function interpretPayload(payload: unknown): WebhookAction {

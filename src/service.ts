@@ -9,7 +9,7 @@ import { createMetrics, type Metrics } from './metrics.js';
 import { createMetricsServer, listenMetrics } from './metrics-server.js';
 import { ZitadelConnection } from './zitadel/connection.js';
 import { JwtProfileToken, PersonalAccessToken, type AccessTokenSource } from './zitadel/credentials.js';
-import type { RedisUserLock } from './redis-lock.js';
+import type { RedisUserLock } from './enforcement/redis-lock.js';
 import { createReadinessCheck } from './zitadel/readiness.js';
 import { ZitadelSessionDirectory } from './zitadel/session-directory.js';
 
@@ -61,7 +61,7 @@ export async function composeService(config: Config, logger: Logger, options: Co
     },
   });
   const lock = config.redisUrl
-    ? new (await import('./redis-lock.js')).RedisUserLock({ url: config.redisUrl, logger, onFallback: () => metrics.lockFallbacks.inc() })
+    ? new (await import('./enforcement/redis-lock.js')).RedisUserLock({ url: config.redisUrl, logger, onFallback: () => metrics.lockFallbacks.inc() })
     : undefined;
   const directory = new ZitadelSessionDirectory(connection.transport, { pageSize: options.pageSize });
   const limits = config.limitMetadataKey
@@ -75,7 +75,7 @@ export async function composeService(config: Config, logger: Logger, options: Co
   // deny-new remembers admitted sessions: in Redis with REDIS_URL (replicas and restarts agree), else in memory.
   const admissions =
     config.policy.onLimit === 'deny-new' && lock
-      ? new (await import('./redis-admissions.js')).RedisAdmissions(lock.redis, { usable: () => lock.usable })
+      ? new (await import('./enforcement/redis-admissions.js')).RedisAdmissions(lock.redis, { usable: () => lock.usable })
       : undefined;
   if (admissions && lock) lock.onRecovered(() => void admissions.recovered().catch(() => undefined));
   const enforcer = new SessionLimitEnforcer({

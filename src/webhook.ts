@@ -1,12 +1,10 @@
-import type { FastifyError, FastifyInstance, FastifyPluginAsync, FastifyReply, FastifyRequest } from 'fastify';
+import type { FastifyInstance, FastifyPluginAsync, FastifyReply, FastifyRequest } from 'fastify';
 import { EnforcementError, type SessionLimitEnforcer } from './enforcement/enforcer.js';
-import { BudgetExhaustedError, CONFIGURATION_CODES } from './enforcement/retry.js';
-import { UserBusyError } from './enforcement/user-lock.js';
+import { isConfigurationError, signatureRefusal, toServiceError } from './error-map.js';
 import { ServiceError } from './errors.js';
 import type { Metrics } from './metrics.js';
 import { interpretPayload } from './payload.js';
 import { checkSignature } from './signature/verify.js';
-import { ZitadelCallError } from './zitadel/session-directory.js';
 
 export const WEBHOOK_PATH = '/webhooks/zitadel';
 export const BODY_LIMIT_BYTES = 256 * 1024;
@@ -19,26 +17,6 @@ export interface WebhookOptions {
   metrics?: Metrics | undefined;
   /** Shown to a user whose login is denied (ON_LIMIT=deny-new). */
   denyMessage?: string | undefined;
-}
-
-/** Maps any error of the webhook route to our stable codes; nothing from the request is echoed. */
-export function toServiceError(error: unknown): ServiceError {
-  if (error instanceof EnforcementError) return toServiceError(error.cause);
-  if (error instanceof ServiceError) return error;
-  if (error instanceof UserBusyError) return new ServiceError('ERR_BUSY', error.message);
-  if (error instanceof BudgetExhaustedError) {
-    return new ServiceError('ERR_ZITADEL_UNAVAILABLE', `${error.what} kept failing until the enforcement budget ran out`);
-  }
-  if (error instanceof ZitadelCallError) {
-    return new ServiceError(error.unavailable ? 'ERR_ZITADEL_UNAVAILABLE' : 'ERR_ZITADEL_REFUSED', `${error.method} failed`);
-  }
-  const code = (error as FastifyError | undefined)?.code;
-  if (code === 'FST_ERR_CTP_INVALID_MEDIA_TYPE') return new ServiceError('ERR_UNSUPPORTED_MEDIA_TYPE');
-  if (code === 'FST_ERR_CTP_BODY_TOO_LARGE') return new ServiceError('ERR_BODY_TOO_LARGE');
-  if (code === 'FST_ERR_CTP_INVALID_CONTENT_LENGTH') return new ServiceError('ERR_BODY_NOT_JSON', 'Content-Length does not match the body');
-  // The connection closed (or was cut off at REQUEST_TIMEOUT_MS) before the whole body arrived: not a bug of ours.
-  if (code === 'ECONNRESET') return new ServiceError('ERR_BAD_REQUEST', 'the connection closed before the whole body arrived');
-  return new ServiceError('ERR_INTERNAL');
 }
 
 /**
@@ -88,7 +66,7 @@ export const webhookRoutes: FastifyPluginAsync<WebhookOptions> = async (app: Fas
     // These errors carry no request data: the log names the user, the failed call and what was left undone.
     const enforcement = error instanceof EnforcementError ? error : undefined;
     const cause = enforcement?.cause ?? error;
-    const configuration = cause instanceof ZitadelCallError && CONFIGURATION_CODES.has(cause.grpcCode);
+    const configuration = isConfigurationError(cause);
     request.log.error(
       {
         err: cause,
@@ -107,14 +85,14 @@ export const webhookRoutes: FastifyPluginAsync<WebhookOptions> = async (app: Fas
   app.post(WEBHOOK_PATH, async (request, reply) => {
     const body = Buffer.isBuffer(request.body) ? request.body : Buffer.alloc(0);
     const header = request.headers['zitadel-signature'];
-    const refused = checkSignature({
+    const verdict = checkSignature({
       body,
       header: Array.isArray(header) ? header.join(',') : header,
       keys: options.signingKeys,
       toleranceSeconds: options.signatureToleranceSeconds,
       now: options.now(),
     });
-    if (refused) return reject(refused, request, reply);
+    if (!verdict.valid) return reject(signatureRefusal(verdict), request, reply);
 
     let payload: unknown;
     try {

@@ -7,7 +7,7 @@ import { OIDCGrantType, OIDCTokenType } from '@zitadel/proto/zitadel/app/v2beta/
 import { ProjectService } from '@zitadel/proto/zitadel/project/v2beta/project_service_pb.js';
 import { signPayload } from '../signature/sign.js';
 import type { ActionApi, Target } from '../zitadel/action-api.js';
-import { UNAVAILABLE_CODES } from '../zitadel/session-directory.js';
+import { UNAVAILABLE_CODES } from '../zitadel/failures.js';
 import { METHODS } from './registration.js';
 
 export type Status = 'PASS' | 'FAIL' | 'WARN' | 'SKIP';

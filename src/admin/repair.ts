@@ -2,7 +2,9 @@ import type { Timestamp } from '@bufbuild/protobuf/wkt';
 import pLimit from 'p-limit';
 import type { EnforcementResult, SessionLimitEnforcer } from '../enforcement/enforcer.js';
 import { Budget, withRetries } from '../enforcement/retry.js';
-import { timestampFromMs, ZitadelCallError, type CallRunner, type ZitadelSessionDirectory } from '../zitadel/session-directory.js';
+import type { CallRunner } from '../enforcement/ports.js';
+import type { ZitadelSessionDirectory } from '../zitadel/session-directory.js';
+import { timestampFromMs } from '../zitadel/timestamps.js';
 
 /**
  * The repair sweep: ZITADEL never retries a webhook, so after downtime some users may hold too many sessions until
@@ -69,7 +71,6 @@ export async function repairAll(options: RepairOptions): Promise<RepairSummary> 
       withRetries(what, call, {
         budget,
         callTimeoutMs: 10_000,
-        codeOf: (error) => (error instanceof ZitadelCallError ? error.grpcCode : undefined),
       });
     const page = await options.directory.listInstancePage(cursor, offset, run);
     summary.sessionsSeen += page.filter(({ session }) => !seenAtCursor.has(session.id)).length;

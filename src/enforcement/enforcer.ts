@@ -1,9 +1,7 @@
 import { LRUCache } from 'lru-cache';
 import pLimit from 'p-limit';
 import type { Logger } from 'pino';
-import { ServiceError } from '../errors.js';
-import type { Metrics } from '../metrics.js';
-import { ZitadelCallError, type CallRunner, type SessionDirectory } from '../zitadel/session-directory.js';
+import type { CallRunner, SessionDirectory } from './ports.js';
 import { InMemoryAdmissions, type AdmissionMemory } from './admissions.js';
 import {
   chooseEvictions,
@@ -11,13 +9,12 @@ import {
   lastAuthenticatedAt,
   latestRecords,
   whyNotCounted,
-  type CountBy,
   type CredentialFactor,
   type DecisionTrigger,
   type EvictionDecision,
-  type OnLimit,
   type SessionRecord,
 } from './decision.js';
+import { DEFAULT_POLICY, type PolicyOptions } from './policy.js';
 import { FixedLimit, type LimitSourceLookup, type ResolvedLimit } from './limits.js';
 import { Budget, BudgetExhaustedError, withRetries } from './retry.js';
 import { InProcessUserLock, UserBusyError, type UserLock } from './user-lock.js';
@@ -47,16 +44,6 @@ export interface EnforcementResult {
   coalesced?: number;
 }
 
-/** The policies that are the same for every user (the limit may come from metadata). */
-export interface PolicyOptions {
-  countBy: CountBy;
-  onLimit: OnLimit;
-  dryRun: boolean;
-  pruneExpired: boolean;
-}
-
-export const DEFAULT_POLICY: PolicyOptions = { countBy: 'session', onLimit: 'evict-oldest', dryRun: false, pruneExpired: false };
-
 export interface EnforcerOptions {
   directory: SessionDirectory;
   /** SESSION_LIMIT, or a metadata-backed lookup. */
@@ -75,9 +62,7 @@ export interface EnforcerOptions {
   lock?: UserLock;
   /** DeleteSession calls in flight at once for one enforcement. */
   deleteConcurrency?: number;
-  metrics?:
-    | Pick<Metrics, 'sessionsEvicted' | 'sessionsPruned' | 'loginsDenied' | 'dryRunActions' | 'activeSessions' | 'enforcementDuration' | 'zitadelRetries'>
-    | undefined;
+  metrics?: EnforcerMetrics | undefined;
   /** For tests: the retry backoff's random source. */
   random?: () => number;
   /** deny-new: the sessions admitted before (in memory by default, in Redis with REDIS_URL). */
@@ -103,6 +88,25 @@ interface Action {
   session: SessionRecord;
   rule: 'evict-oldest' | 'deny-new' | 'prune-expired';
   extra?: Record<string, unknown>;
+}
+
+/** What the enforcer counts (src/metrics.ts provides it with Prometheus; any counters will do). */
+export interface EnforcerMetrics {
+  sessionsEvicted: { inc(): void };
+  sessionsPruned: { inc(): void };
+  loginsDenied: { inc(): void };
+  dryRunActions: { inc(labels: { action: string }): void };
+  activeSessions: { observe(value: number): void };
+  enforcementDuration: { startTimer(): () => unknown };
+  zitadelRetries: { inc(labels: { method: string }): void };
+}
+
+/** Too many enforcements run or wait (MAX_CONCURRENT_ENFORCEMENTS): this one was not started. */
+export class OverloadedError extends Error {
+  constructor() {
+    super('too many enforcements running or waiting');
+    this.name = 'OverloadedError';
+  }
 }
 
 /** An enforcement failed part-way: who, at which step, and what it left undone (for the log line). */
@@ -277,7 +281,6 @@ export class SessionLimitEnforcer {
       withRetries(what, call, {
         budget,
         callTimeoutMs: this.#callTimeoutMs,
-        codeOf: (error) => (error instanceof ZitadelCallError ? error.grpcCode : undefined),
         random: this.#random,
         onRetry: (method, attempt, delayMs, error) => {
           this.#metrics?.zitadelRetries.inc({ method });
@@ -292,7 +295,7 @@ export class SessionLimitEnforcer {
     let batch = slot?.waiting;
     if (!batch) {
       // Shed load instead of piling up work while ZITADEL is slow or down.
-      if (this.#active >= this.#maxConcurrent) throw new ServiceError('ERR_OVERLOADED');
+      if (this.#active >= this.#maxConcurrent) throw new OverloadedError();
       if (!slot) this.#slots.set(userId, (slot = { tail: Promise.resolve(), waiting: undefined, pending: 0 }));
       batch = this.#startBatch(slot, userId, organizationId, budget.deadline);
     }

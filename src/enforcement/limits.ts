@@ -1,4 +1,4 @@
-import type { CallRunner } from '../zitadel/session-directory.js';
+import type { CallRunner } from './ports.js';
 import type { Limit, LimitSource } from './decision.js';
 
 /**

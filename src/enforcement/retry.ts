@@ -1,22 +1,10 @@
-import { Code } from '@connectrpc/connect';
+import { DirectoryError } from './ports.js';
 
 /**
- * Retries of ZITADEL calls within one enforcement's time budget: exponential backoff with full jitter on the codes
- * that mean "try again" (Unavailable, ResourceExhausted: ZITADEL Cloud's 429, DeadlineExceeded, Aborted, and
- * Unknown: a reset connection), never on the ones that mean "this will not work" (PermissionDenied,
- * Unauthenticated, InvalidArgument, ...). No I/O of its own: the clock, the random source and the sleep are given.
+ * Retries of directory calls within one enforcement's time budget: exponential backoff with full jitter on the
+ * failures the adapter calls retryable (unreachable, overloaded, timed out), never on the others (a wrong token or
+ * permission). No I/O of its own: the clock, the random source and the sleep are given.
  */
-
-export const RETRYABLE_CODES: ReadonlySet<Code> = new Set([
-  Code.Unavailable,
-  Code.ResourceExhausted,
-  Code.DeadlineExceeded,
-  Code.Aborted,
-  Code.Unknown,
-]);
-
-/** Codes that retrying cannot fix: the token, its permissions or the request are wrong. */
-export const CONFIGURATION_CODES: ReadonlySet<Code> = new Set([Code.PermissionDenied, Code.Unauthenticated, Code.InvalidArgument]);
 
 /**
  * The time one enforcement may take, from the webhook's arrival to its answer: every wait (the user's turn, the
@@ -75,8 +63,8 @@ export interface RetryPolicy {
   budget: Budget;
   /** The per-call deadline (ZITADEL_TIMEOUT_MS); a call never gets more than what is left of the budget. */
   callTimeoutMs: number;
-  /** The gRPC code of an error, or undefined when it is not a ZITADEL call error (not retried). */
-  codeOf: (error: unknown) => Code | undefined;
+  /** Whether a failure is worth another try (default: a `DirectoryError` the adapter marked retryable). */
+  retryable?: (error: unknown) => boolean;
   baseDelayMs?: number;
   maxDelayMs?: number;
   random?: () => number;
@@ -84,6 +72,8 @@ export interface RetryPolicy {
   /** Told about each retry (for logs and metrics). */
   onRetry?: (what: string, attempt: number, delayMs: number, error: unknown) => void;
 }
+
+const isRetryable = (error: unknown) => error instanceof DirectoryError && error.retryable;
 
 const sleepFor = (ms: number) => new Promise<void>((resolve) => setTimeout(resolve, ms));
 
@@ -96,8 +86,7 @@ export async function withRetries<T>(what: string, call: (timeoutMs: number) => 
     try {
       return await call(Math.min(policy.callTimeoutMs, left));
     } catch (error) {
-      const code = policy.codeOf(error);
-      if (code === undefined || !RETRYABLE_CODES.has(code)) throw error;
+      if (!(policy.retryable ?? isRetryable)(error)) throw error;
       // Full jitter: spreads the retries of many enforcements so that they do not hit ZITADEL in step.
       const delay = Math.floor(random() * Math.min(maxDelayMs, baseDelayMs * 2 ** (attempt - 1)));
       if (delay >= budget.remaining()) throw new BudgetExhaustedError(what, attempt, error);

@@ -1,5 +1,4 @@
 import { timingSafeEqual } from 'node:crypto';
-import { ServiceError } from '../errors.js';
 import { computeSignature } from './sign.js';
 
 export interface ParsedSignatureHeader {
@@ -8,38 +7,60 @@ export interface ParsedSignatureHeader {
   signatures: Buffer[];
 }
 
+/** Why a signature is refused (the HTTP edge maps each to its catalogue code, ERR_SIGNATURE_<REASON>). */
+export type SignatureFailure = 'missing' | 'malformed' | 'stale' | 'future' | 'mismatch';
+
+/** The verdict on a signature, without throwing (forged requests are common on this path). */
+export type SignatureVerdict = { valid: true; timestamp: number } | SignatureRefusal;
+export type SignatureRefusal = { valid: false; reason: SignatureFailure; detail?: string };
+
+/** A refused signature, thrown by `verifySignature` and `parseSignatureHeader`. */
+export class SignatureError extends Error {
+  readonly reason: SignatureFailure;
+  readonly detail: string | undefined;
+  constructor(reason: SignatureFailure, detail?: string) {
+    super(detail ? `signature ${reason}: ${detail}` : `signature ${reason}`);
+    this.name = 'SignatureError';
+    this.reason = reason;
+    this.detail = detail;
+  }
+}
+
+const refused = (reason: SignatureFailure, detail?: string): SignatureRefusal => ({ valid: false, reason, ...(detail ? { detail } : {}) });
+
 const HEX = /^(?:[0-9a-fA-F]{2})*$/;
 const INTEGER = /^[+-]?\d+$/;
 
 /** Parses without throwing: the parsed header, or the refusal (forged requests are common on this path). */
-function parse(header: string | undefined): ParsedSignatureHeader | ServiceError {
-  if (header === undefined || header === '') return new ServiceError('ERR_SIGNATURE_MISSING');
+function parse(header: string | undefined): ParsedSignatureHeader | SignatureRefusal {
+  const malformed = (detail: string) => refused('malformed', detail);
+  if (header === undefined || header === '') return refused('missing');
   let timestamp: number | undefined;
   const signatures: Buffer[] = [];
   for (const pair of header.split(',')) {
     const parts = pair.split('=');
-    if (parts.length !== 2) return new ServiceError('ERR_SIGNATURE_MALFORMED', 'a pair without exactly one "="');
+    if (parts.length !== 2) return malformed('a pair without exactly one "="');
     const [name, value] = parts as [string, string];
     if (name === 't') {
-      if (!INTEGER.test(value)) return new ServiceError('ERR_SIGNATURE_MALFORMED', 't is not an integer');
+      if (!INTEGER.test(value)) return malformed('t is not an integer');
       timestamp = Number(value);
     } else if (name === 'v1' && HEX.test(value)) {
       signatures.push(Buffer.from(value, 'hex'));
     }
   }
-  if (timestamp === undefined || !Number.isSafeInteger(timestamp)) return new ServiceError('ERR_SIGNATURE_MALFORMED', 'no usable t entry');
-  if (signatures.length === 0) return new ServiceError('ERR_SIGNATURE_MALFORMED', 'no v1 entry');
+  if (timestamp === undefined || !Number.isSafeInteger(timestamp)) return malformed('no usable t entry');
+  if (signatures.length === 0) return malformed('no v1 entry');
   return { timestamp, signatures };
 }
 
 /**
  * Parses `t=<unix seconds>,v1=<hex>[,v1=<hex>...]` with the rules of ZITADEL's validator: every comma-separated
  * pair must hold exactly one `=`, `t` must be an integer, `v1` entries that are not hex are skipped and other
- * names are ignored. Throws a `ServiceError` (401) for a header ZITADEL would refuse.
+ * names are ignored. Throws a `SignatureError` for a header ZITADEL would refuse.
  */
 export function parseSignatureHeader(header: string | undefined): ParsedSignatureHeader {
   const parsed = parse(header);
-  if (parsed instanceof ServiceError) throw parsed;
+  if ('valid' in parsed) throw new SignatureError(parsed.reason, parsed.detail);
   return parsed;
 }
 
@@ -58,39 +79,39 @@ export interface VerifyOptions {
 }
 
 /**
- * Verifies a ZITADEL Actions v2 signature without throwing: undefined when it is valid, else the `ServiceError`
- * saying why the request is refused (missing, malformed, stale, future, mismatch). The webhook uses it on its hot
- * path, where forged requests are common.
+ * Verifies a ZITADEL Actions v2 signature without throwing, and without knowing HTTP: the verdict says whether it is
+ * valid, or why it is refused (missing, malformed, stale, future, mismatch). The webhook uses it on its hot path,
+ * where forged requests are common.
  */
-export function checkSignature(options: VerifyOptions): ServiceError | undefined {
+export function checkSignature(options: VerifyOptions): SignatureVerdict {
   const { body, keys, toleranceSeconds } = options;
   // Programming errors, not refusals: dangerous settings are impossible rather than silently "no check".
   if (!(toleranceSeconds >= 1)) throw new RangeError('toleranceSeconds must be at least 1');
   if (keys.length === 0) throw new RangeError('at least one signing key is needed');
   const parsed = parse(options.header);
-  if (parsed instanceof ServiceError) return parsed;
+  if ('valid' in parsed) return parsed;
   const { timestamp, signatures } = parsed;
 
   const nowSeconds = (options.now ?? Date.now()) / 1000;
   const futureSkew = options.futureSkewSeconds ?? Math.min(60, toleranceSeconds);
-  if (nowSeconds - timestamp > toleranceSeconds) return new ServiceError('ERR_SIGNATURE_STALE');
-  if (timestamp - nowSeconds > futureSkew) return new ServiceError('ERR_SIGNATURE_FUTURE');
+  if (nowSeconds - timestamp > toleranceSeconds) return refused('stale');
+  if (timestamp - nowSeconds > futureSkew) return refused('future');
 
   for (const key of keys) {
     const expected = computeSignature(key, timestamp, body);
     for (const candidate of signatures) {
-      if (candidate.length === expected.length && timingSafeEqual(candidate, expected)) return undefined;
+      if (candidate.length === expected.length && timingSafeEqual(candidate, expected)) return { valid: true, timestamp };
     }
   }
-  return new ServiceError('ERR_SIGNATURE_MISMATCH');
+  return refused('mismatch');
 }
 
 /**
- * Verifies a ZITADEL Actions v2 signature. Returns the signed timestamp, or throws a `ServiceError` whose code
+ * Verifies a ZITADEL Actions v2 signature. Returns the signed timestamp, or throws a `SignatureError` whose reason
  * says why the request is refused (missing, malformed, stale, future, mismatch).
  */
 export function verifySignature(options: VerifyOptions): { timestamp: number } {
-  const refused = checkSignature(options);
-  if (refused) throw refused;
-  return { timestamp: parseSignatureHeader(options.header).timestamp };
+  const verdict = checkSignature(options);
+  if (!verdict.valid) throw new SignatureError(verdict.reason, verdict.detail);
+  return { timestamp: verdict.timestamp };
 }

@@ -5,7 +5,8 @@ import { LRUCache } from 'lru-cache';
 import { OrganizationService } from '@zitadel/proto/zitadel/org/v2beta/org_service_pb.js';
 import { UserService } from '@zitadel/proto/zitadel/user/v2/user_service_pb.js';
 import { readMetadataLimit, resolveLimit, type LimitSourceLookup, type MetadataLimit, type ResolvedLimit } from '../enforcement/limits.js';
-import { runOnce, ZitadelCallError, type CallRunner, type ZitadelMethod } from './session-directory.js';
+import { runOnce, type CallRunner, type DirectoryMethod } from '../enforcement/ports.js';
+import { ZitadelCallError } from './failures.js';
 
 export interface MetadataLimitsOptions {
   key: string;
@@ -66,7 +67,7 @@ export class MetadataLimits implements LimitSourceLookup {
   }
 
   /** The caller's wait for the shared look-up, as one call of its `run`: bounded by what its budget gives it. */
-  #lookUp(method: ZitadelMethod, key: string, load: (timeoutMs: number) => Promise<MetadataLimit>, run: CallRunner): Promise<MetadataLimit> {
+  #lookUp(method: DirectoryMethod, key: string, load: (timeoutMs: number) => Promise<MetadataLimit>, run: CallRunner): Promise<MetadataLimit> {
     return run(method, (timeoutMs) => waitAtMost(this.#shared(key, load), timeoutMs, method));
   }
 
@@ -116,7 +117,7 @@ export class MetadataLimits implements LimitSourceLookup {
  * Waits for `value` at most `timeoutMs` (undefined: as long as it takes). Giving up is a DeadlineExceeded of the
  * call, which the caller's retries may wait on again while its budget lasts; `value` itself goes on.
  */
-function waitAtMost<T>(value: Promise<T>, timeoutMs: number | undefined, method: ZitadelMethod): Promise<T> {
+function waitAtMost<T>(value: Promise<T>, timeoutMs: number | undefined, method: DirectoryMethod): Promise<T> {
   if (timeoutMs === undefined) return value;
   let timer: NodeJS.Timeout | undefined;
   const timeout = new Promise<never>((_resolve, reject) => {

@@ -1,7 +1,8 @@
 import { Code, ConnectError } from '@connectrpc/connect';
 import type { Logger } from 'pino';
 import type { ZitadelConnection } from './connection.js';
-import { UNAVAILABLE_CODES, type SessionDirectory } from './session-directory.js';
+import type { SessionDirectory } from '../enforcement/ports.js';
+import { UNAVAILABLE_CODES } from './failures.js';
 
 /**
  * What /readyz says about ZITADEL: `ok`, or why not. Stable codes, documented in README: /readyz is on the public

@@ -1,6 +1,5 @@
 import { Code, ConnectError, type Client, type Transport } from '@connectrpc/connect';
-import { create } from '@bufbuild/protobuf';
-import { TimestampSchema, type Timestamp } from '@bufbuild/protobuf/wkt';
+import type { Timestamp } from '@bufbuild/protobuf/wkt';
 import { TimestampQueryMethod } from '@zitadel/proto/zitadel/object/v2/object_pb.js';
 // `createClientFor` with the one descriptor we need: '@zitadel/client/v2' would load every v2 service's protos
 // (about 18 MB of resident memory) for nothing.
@@ -8,75 +7,11 @@ import { createClientFor } from '@zitadel/client';
 import { SessionFieldName, type Session } from '@zitadel/proto/zitadel/session/v2/session_pb.js';
 import { SessionService } from '@zitadel/proto/zitadel/session/v2/session_service_pb.js';
 import { CREDENTIAL_FACTORS, type SessionRecord } from '../enforcement/decision.js';
-
-/**
- * How each ZITADEL call is run: the runner gets the call and gives it its deadline (undefined: the connection's
- * default). The enforcer's runner retries within its budget; the default runs the call once.
- */
-export type CallRunner = <T>(what: ZitadelMethod, call: (timeoutMs: number | undefined) => Promise<T>) => Promise<T>;
-export const runOnce: CallRunner = (_what, call) => call(undefined);
-
-/** The three Session API calls enforcement needs, in plain data. The seam between the logic and ZITADEL. */
-export interface SessionDirectory {
-  /** Reads one session (and brings ZITADEL's session projection up to date); undefined when it does not exist. */
-  getSession(sessionId: string, run?: CallRunner): Promise<SessionRecord | undefined>;
-  /** Every session of the user, all pages (each page one call). */
-  listUserSessions(userId: string, run?: CallRunner): Promise<SessionRecord[]>;
-  /** Terminates a session; succeeds for an unknown or already terminated one (ZITADEL's delete is idempotent). */
-  deleteSession(sessionId: string, run?: CallRunner): Promise<void>;
-}
+import { runOnce, type CallRunner, type SessionDirectory } from '../enforcement/ports.js';
+import { ZitadelCallError } from './failures.js';
+import { compareTimestamps, timestampToMs } from './timestamps.js';
 
 const MAX_PAGES = 1000;
-
-export type ZitadelMethod = 'GetSession' | 'ListSessions' | 'DeleteSession' | 'ListUserMetadata' | 'ListOrganizationMetadata';
-
-/**
- * Codes that mean ZITADEL could not be reached or was overloaded, rather than refusing the call. `Unknown` is what a
- * broken connection surfaces as (it carries no answer from ZITADEL).
- */
-export const UNAVAILABLE_CODES: ReadonlySet<Code> = new Set([
-  Code.Unavailable,
-  Code.DeadlineExceeded,
-  Code.ResourceExhausted,
-  Code.Aborted,
-  Code.Canceled,
-  Code.Unknown,
-]);
-
-/** A failed ZITADEL call: which call, and gRPC's verdict. Carries no request data. */
-export class ZitadelCallError extends Error {
-  readonly method: ZitadelMethod;
-  readonly grpcCode: Code;
-
-  constructor(method: ZitadelMethod, cause: unknown) {
-    const error = ConnectError.from(cause);
-    super(`ZITADEL ${method} failed: ${Code[error.code]}: ${error.rawMessage}`);
-    this.name = 'ZitadelCallError';
-    this.method = method;
-    this.grpcCode = error.code;
-  }
-
-  /** True when ZITADEL could not be reached or was overloaded, rather than refusing the call. */
-  get unavailable(): boolean {
-    return UNAVAILABLE_CODES.has(this.grpcCode);
-  }
-}
-
-export function timestampFromMs(ms: number): Timestamp {
-  const seconds = Math.floor(ms / 1000);
-  return create(TimestampSchema, { seconds: BigInt(seconds), nanos: Math.round((ms - seconds * 1000) * 1e6) });
-}
-
-/** Orders two protobuf timestamps exactly (no float milliseconds); a missing one comes first. */
-export function compareTimestamps(a: Timestamp | undefined, b: Timestamp | undefined): number {
-  if (!a || !b) return (a ? 1 : 0) - (b ? 1 : 0);
-  return a.seconds !== b.seconds ? (a.seconds < b.seconds ? -1 : 1) : a.nanos - b.nanos;
-}
-
-export function timestampToMs(timestamp: Timestamp | undefined): number | undefined {
-  if (!timestamp) return undefined;
-  return Number(timestamp.seconds) * 1000 + timestamp.nanos / 1e6;
-}
 
 /** Converts the proto session to the decision's plain record; reads nothing secret (sessions hold no token). */
 export function toSessionRecord(session: Session): SessionRecord {

@@ -3,7 +3,7 @@ import { createGrpcTransport, Http2SessionManager } from '@connectrpc/connect-no
 import t, { type Test } from 'tap';
 import { DEFAULT_SIMULATOR_TOKEN, ZitadelSimulator } from '../../src/simulator/index.js';
 import { MetadataLimits } from '../../src/zitadel/metadata.js';
-import type { CallRunner } from '../../src/zitadel/session-directory.js';
+import type { CallRunner } from '../../src/enforcement/ports.js';
 
 // The metadata limit cache against a simulated ZITADEL over gRPC. Calls can be held at the client (a gate before
 // they leave) so that the tests choose the order in which look-ups start, finish and fail, instead of timing them.

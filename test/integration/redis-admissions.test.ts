@@ -1,6 +1,6 @@
 import { Redis } from 'ioredis';
 import t from 'tap';
-import { RedisAdmissions } from '../../src/redis-admissions.js';
+import { RedisAdmissions } from '../../src/enforcement/redis-admissions.js';
 import { startRedis } from '../helpers/redis.js';
 
 t.test('an update lost while Redis failed: the watch starts again when Redis answers, so nothing admitted then looks new', async (t) => {

@@ -1,7 +1,7 @@
 import t from 'tap';
 import { Budget } from '../../src/enforcement/retry.js';
 import { createLogger } from '../../src/logger.js';
-import { RedisUserLock } from '../../src/redis-lock.js';
+import { RedisUserLock } from '../../src/enforcement/redis-lock.js';
 import { startRedis } from '../helpers/redis.js';
 
 t.test('two replicas\' locks on one Redis never run one user\'s turns at once; other users run beside them', async (t) => {

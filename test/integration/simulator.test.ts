@@ -9,7 +9,8 @@ import t, { type Test } from 'tap';
 import { ZitadelSimulator } from '../../src/simulator/index.js';
 import { ZitadelConnection } from '../../src/zitadel/connection.js';
 import { PersonalAccessToken } from '../../src/zitadel/credentials.js';
-import { ZitadelCallError, ZitadelSessionDirectory } from '../../src/zitadel/session-directory.js';
+import { ZitadelCallError } from '../../src/zitadel/failures.js';
+import { ZitadelSessionDirectory } from '../../src/zitadel/session-directory.js';
 import { minutesAgo } from '../helpers/stack.js';
 
 async function withSimulator(t: Test, options: ConstructorParameters<typeof ZitadelSimulator>[0] = {}) {

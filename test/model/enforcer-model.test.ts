@@ -1,7 +1,7 @@
 import fc from 'fast-check';
 import t, { type Test } from 'tap';
 import { createLogger } from '../../src/logger.js';
-import { RedisUserLock } from '../../src/redis-lock.js';
+import { RedisUserLock } from '../../src/enforcement/redis-lock.js';
 import { DEFAULT_SIMULATOR_TOKEN, ZitadelSimulator } from '../../src/simulator/index.js';
 import { ZitadelConnection } from '../../src/zitadel/connection.js';
 import { PersonalAccessToken } from '../../src/zitadel/credentials.js';

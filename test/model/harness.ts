@@ -24,8 +24,10 @@ import { createLogger } from '../../src/logger.js';
 import { CREATE_SESSION, interpretPayload, SET_SESSION } from '../../src/payload.js';
 import { SimulatorState, type SimSession } from '../../src/simulator/index.js';
 import { toProtoSession } from '../../src/simulator/session-service.js';
-import { toServiceError } from '../../src/webhook.js';
-import { runOnce, toSessionRecord, ZitadelCallError, type CallRunner, type SessionDirectory } from '../../src/zitadel/session-directory.js';
+import { toServiceError } from '../../src/error-map.js';
+import { runOnce, type CallRunner, type SessionDirectory } from '../../src/enforcement/ports.js';
+import { ZitadelCallError } from '../../src/zitadel/failures.js';
+import { toSessionRecord } from '../../src/zitadel/session-directory.js';
 
 export type OnLimit = 'evict-oldest' | 'deny-new';
 export type FaultMethod = 'GetSession' | 'ListSessions' | 'DeleteSession';

@@ -3,7 +3,7 @@ import { InMemoryAdmissions } from '../../src/enforcement/admissions.js';
 import { SessionLimitEnforcer } from '../../src/enforcement/enforcer.js';
 import type { SessionRecord } from '../../src/enforcement/decision.js';
 import { createLogger } from '../../src/logger.js';
-import type { SessionDirectory } from '../../src/zitadel/session-directory.js';
+import type { SessionDirectory } from '../../src/enforcement/ports.js';
 import { LogCapture } from '../helpers/stack.js';
 
 const NOW = 1_767_225_600_000;

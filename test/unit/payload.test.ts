@@ -1,6 +1,6 @@
 import t from 'tap';
-import { ServiceError } from '../../src/errors.js';
-import { interpretPayload } from '../../src/payload.js';
+import { toServiceError } from '../../src/error-map.js';
+import { interpretPayload, PayloadError } from '../../src/payload.js';
 import { fixtureNames, loadFixture } from '../helpers/payloads.js';
 
 const expected: Record<string, 'enforce' | 'skip' | 'ignore'> = {
@@ -72,7 +72,7 @@ t.test('what the service does not understand is a clear 400, naming the field, n
   ];
   for (const [name, payload, where] of cases) {
     const error = t.throws(() => interpretPayload(payload), name) as unknown;
-    t.ok(error instanceof ServiceError && error.code === 'ERR_PAYLOAD_INVALID', `${name}: ERR_PAYLOAD_INVALID`);
+    t.ok(error instanceof PayloadError && toServiceError(error).code === 'ERR_PAYLOAD_INVALID', `${name}: ERR_PAYLOAD_INVALID`);
     t.match((error as Error).message, where, `${name}: names the field`);
     t.notMatch((error as Error).message, /hunter2|placeholder/, `${name}: no value echoed`);
   }

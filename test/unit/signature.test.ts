@@ -1,9 +1,9 @@
 import { createHmac } from 'node:crypto';
 import { existsSync, readFileSync } from 'node:fs';
 import t from 'tap';
-import { ServiceError } from '../../src/errors.js';
 import { signPayload } from '../../src/signature/sign.js';
-import { parseSignatureHeader, verifySignature } from '../../src/signature/verify.js';
+import { parseSignatureHeader, SignatureError, verifySignature } from '../../src/signature/verify.js';
+import { toServiceError } from '../../src/error-map.js';
 
 interface Vector {
   name: string;
@@ -36,7 +36,8 @@ const codeOf = (fn: () => unknown): string | undefined => {
     fn();
     return undefined;
   } catch (error) {
-    return error instanceof ServiceError ? error.code : `not a ServiceError: ${String(error)}`;
+    // The verdict is the signature module's own (no HTTP); the edge's one error map gives the catalogue code.
+    return error instanceof SignatureError ? toServiceError(error).code : `not a SignatureError: ${String(error)}`;
   }
 };
 

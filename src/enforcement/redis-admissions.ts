@@ -1,5 +1,5 @@
 import type { Redis } from 'ioredis';
-import { ADMISSION_TTL_MS, MAX_ADMITTED_PER_USER, type AdmissionMemory } from './enforcement/admissions.js';
+import { ADMISSION_TTL_MS, MAX_ADMITTED_PER_USER, type AdmissionMemory } from './admissions.js';
 
 export interface RedisAdmissionsOptions {
   /** False while Redis is known to fail (the lock's last command failed): fail at once instead of waiting. */

@@ -1,8 +1,8 @@
 import { randomBytes } from 'node:crypto';
 import { Redis } from 'ioredis';
 import type { Logger } from 'pino';
-import type { Budget } from './enforcement/retry.js';
-import { InProcessUserLock, UserBusyError, type UserLock } from './enforcement/user-lock.js';
+import type { Budget } from './retry.js';
+import { InProcessUserLock, UserBusyError, type UserLock } from './user-lock.js';
 
 // Deletes the key only if it still holds our token: a lock that expired and was taken by another replica is
 // never released by us.
