@@ -1,3 +1,4 @@
+import { randomBytes } from 'node:crypto';
 import Fastify, { LogController, type FastifyBaseLogger, type FastifyInstance, type FastifyReply, type FastifyRequest } from 'fastify';
 import type { Logger } from 'pino';
 import { DEFAULT_SERVER_LIMITS, type ServerLimits } from './config.js';
@@ -27,6 +28,9 @@ const METHODS = ['GET', 'HEAD', 'POST', 'PUT', 'PATCH', 'DELETE', 'OPTIONS'] as 
 const hasBody = (request: FastifyRequest) =>
   request.headers['transfer-encoding'] !== undefined || (request.headers['content-length'] ?? '0') !== '0';
 
+const REQUEST_ID_PREFIX = randomBytes(4).toString('hex');
+let requestCount = 0;
+
 /** Builds the HTTP app without listening, so tests can `inject` and `main` can `listen`. */
 export function buildApp(options: AppOptions): FastifyInstance {
   const limits = options.limits ?? DEFAULT_SERVER_LIMITS;
@@ -52,8 +56,11 @@ export function buildApp(options: AppOptions): FastifyInstance {
     frameworkErrors: (_error, _request, reply) => void send(reply, 'ERR_BAD_REQUEST'),
     // While closing, new requests are answered by the onRequest hook below, in our shape.
     return503OnClosing: false,
-    // No child logger per request: the route writes one line per webhook with what matters (session, user,
-    // outcome), and a flood of forged requests should cost as little as possible.
+    // Request ids that stay unique across replicas and restarts (a random prefix per process, then a counter):
+    // every line of one webhook carries its id as `reqId` (the handled line, its audit lines, its errors).
+    genReqId: () => `${REQUEST_ID_PREFIX}-${(++requestCount).toString(36)}`,
+    // No child logger per request (the lines add `reqId` themselves): a flood of forged requests should cost as
+    // little as possible.
     childLoggerFactory: (logger) => logger,
   });
   app.server.maxConnections = limits.maxConnections;
@@ -98,7 +105,7 @@ export function buildApp(options: AppOptions): FastifyInstance {
   };
   app.setErrorHandler((error, request, reply) => {
     const serviceError = toServiceError(error);
-    if (serviceError.statusCode >= 500) request.log.error({ err: error, code: serviceError.code }, 'request failed');
+    if (serviceError.statusCode >= 500) request.log.error({ reqId: request.id, err: error, code: serviceError.code }, 'request failed');
     return send(reply, serviceError.code);
   });
 

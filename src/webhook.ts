@@ -52,7 +52,7 @@ export const webhookRoutes: FastifyPluginAsync<WebhookOptions> = async (app: Fas
     const now = options.now();
     const warn = now - (lastWarned.get(serviceError.code) ?? -Infinity) >= 60_000;
     if (warn) lastWarned.set(serviceError.code, now);
-    request.log[warn ? 'warn' : 'debug']({ code: serviceError.code, statusCode: serviceError.statusCode }, 'webhook rejected');
+    request.log[warn ? 'warn' : 'debug']({ reqId: request.id, code: serviceError.code, statusCode: serviceError.statusCode }, 'webhook rejected');
     return reply.code(serviceError.statusCode).type('application/json').send(serviceError.body());
   };
 
@@ -69,6 +69,7 @@ export const webhookRoutes: FastifyPluginAsync<WebhookOptions> = async (app: Fas
     const configuration = isConfigurationError(cause);
     request.log.error(
       {
+        reqId: request.id,
         err: cause,
         code: serviceError.code,
         userId: enforcement?.userId,
@@ -103,17 +104,18 @@ export const webhookRoutes: FastifyPluginAsync<WebhookOptions> = async (app: Fas
     const action = interpretPayload(payload);
     if (action.kind === 'ignore') {
       count('ignored');
-      request.log.debug({ outcome: 'ignored', method: action.method }, 'webhook for a method this service does not handle');
+      request.log.debug({ reqId: request.id, outcome: 'ignored', method: action.method }, 'webhook for a method this service does not handle');
     } else if (action.kind === 'skip') {
       count('skipped');
-      request.log.debug({ outcome: 'skipped', sessionId: action.sessionId }, 'no credential verified in this call');
+      request.log.debug({ reqId: request.id, outcome: 'skipped', sessionId: action.sessionId }, 'no credential verified in this call');
     } else {
-      const result = await options.enforcer.enforce(action.sessionId, { checked: action.checked });
+      const result = await options.enforcer.enforce(action.sessionId, { checked: action.checked, requestId: request.id });
       const acted = result.evicted.length + result.pruned.length + (result.denied ? 1 : 0) > 0;
       const handled = result.outcome === 'enforced' || result.outcome === 'denied';
       count(result.dryRun && acted ? 'dry-run' : handled ? result.outcome : 'skipped');
       request.log.info(
         {
+          reqId: request.id,
           outcome: result.outcome,
           sessionId: action.sessionId,
           userId: result.userId,

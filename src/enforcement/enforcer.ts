@@ -79,6 +79,8 @@ export interface TriggerOptions {
   checked?: readonly CredentialFactor[] | undefined;
   /** When the webhook arrived (epoch ms): the enforcement budget counts from then. Default: now. */
   arrivedAt?: number | undefined;
+  /** The webhook's request id: every log line of the enforcement carries it (`reqId`, and `reqIds` when coalesced). */
+  requestId?: string | undefined;
 }
 
 type AuditEvent = 'session.evicted' | 'session.denied' | 'session.pruned';
@@ -135,6 +137,7 @@ interface Trigger {
   /** The session as read when the webhook arrived; undefined when its user was known from an earlier webhook. */
   record: SessionRecord | undefined;
   checked: readonly CredentialFactor[] | undefined;
+  requestId: string | undefined;
 }
 
 /** The enforcements of one user waiting for their turn, joined by every webhook of that user arriving meanwhile. */
@@ -230,7 +233,9 @@ export class SessionLimitEnforcer {
     // A session's user never changes: a session seen before joins its user's enforcement without a look-up (a
     // retrying client's burst costs no call per webhook); that enforcement reads it again inside the turn.
     const known = this.#owners.get(sessionId);
-    if (known) return this.#join(known.userId, known.organizationId, { id: sessionId, record: undefined, checked: options.checked }, budget);
+    if (known) {
+      return this.#join(known.userId, known.organizationId, { id: sessionId, record: undefined, checked: options.checked, requestId: options.requestId }, budget);
+    }
     const dryRun = this.#policy.dryRun;
     // GetSession finds the user and brings ZITADEL's session projection up to date, so the list is current.
     const session = await this.#lookUp(sessionId, budget);
@@ -239,7 +244,7 @@ export class SessionLimitEnforcer {
       return { outcome: 'login-in-progress', userId: session.userId, evicted: [], pruned: [], deferred: 0, dryRun };
     }
     this.#owners.set(sessionId, { userId: session.userId, organizationId: session.organizationId });
-    const trigger: Trigger = { id: sessionId, record: session, checked: options.checked };
+    const trigger: Trigger = { id: sessionId, record: session, checked: options.checked, requestId: options.requestId };
     return this.#join(session.userId, session.organizationId, trigger, budget);
   }
 
@@ -276,7 +281,7 @@ export class SessionLimitEnforcer {
     return lookup;
   }
 
-  #runner(budget: Budget): CallRunner {
+  #runner(budget: Budget, log: Logger = this.#logger): CallRunner {
     return (what, call) =>
       withRetries(what, call, {
         budget,
@@ -284,7 +289,7 @@ export class SessionLimitEnforcer {
         random: this.#random,
         onRetry: (method, attempt, delayMs, error) => {
           this.#metrics?.zitadelRetries.inc({ method });
-          this.#logger.debug({ method, attempt, delayMs, err: error }, 'retrying a ZITADEL call');
+          log.debug({ method, attempt, delayMs, err: error }, 'retrying a ZITADEL call');
         },
       });
   }
@@ -372,7 +377,10 @@ export class SessionLimitEnforcer {
   async #runBatch(batch: Batch): Promise<BatchOutcome> {
     const { userId } = batch;
     const budget = Budget.until(batch.deadline, this.#now);
-    const run = this.#runner(budget);
+    // Every line of this enforcement names the webhooks it answers.
+    const ids = batch.triggers.flatMap((trigger) => (trigger.requestId ? [trigger.requestId] : []));
+    const log = ids.length === 0 ? this.#logger : this.#logger.child(ids.length === 1 ? { reqId: ids[0] } : { reqId: ids[0], reqIds: ids });
+    const run = this.#runner(budget, log);
     const stopTimer = this.#metrics?.enforcementDuration.startTimer();
     let undone: string[] = [];
     try {
@@ -394,17 +402,17 @@ export class SessionLimitEnforcer {
         const orgId = batch.organizationId ?? listed.find((session) => session.userId === userId && session.organizationId)?.organizationId;
         const limit = await this.#limits.limitFor(userId, orgId, run);
         for (const source of limit.malformed) {
-          this.#logger.warn({ userId, orgId, source }, 'malformed session limit in metadata; using the next source');
+          log.warn({ userId, orgId, source }, 'malformed session limit in metadata; using the next source');
         }
         // Of two records of one session (a trigger's read, and the list), the more recently changed; ties: the read.
         const records = latestRecords([...listed, ...read]);
-        const classified = await this.#classify(userId, triggers, records);
-        const { decision, deferred } = await this.#decide(userId, records, limit, classified, run);
+        const classified = await this.#classify(userId, triggers, records, log);
+        const { decision, deferred } = await this.#decide(userId, records, limit, classified, run, log);
         const actions = this.#actionsOf(decision);
         undone = actions.map((action) => action.session.id);
-        await this.#apply(userId, decision, actions, limit, run);
+        await this.#apply(userId, decision, actions, limit, run, log);
         undone = [];
-        if (this.#policy.onLimit === 'deny-new') await this.#remember(userId, decision, classified.unjudged);
+        if (this.#policy.onLimit === 'deny-new') await this.#remember(userId, decision, classified.unjudged, log);
         return { userId, decision, evicted: decision.evict.map(({ session }) => session.id), deferred, records };
       });
     } catch (error) {
@@ -421,7 +429,7 @@ export class SessionLimitEnforcer {
    * those do not count yet, so that concurrent logins are decided in the order they arrive. With evict-oldest,
    * none of this matters.
    */
-  async #classify(userId: string, triggers: Trigger[], records: Map<string, SessionRecord>) {
+  async #classify(userId: string, triggers: Trigger[], records: Map<string, SessionRecord>, log: Logger) {
     const none = { triggers: [] as DecisionTrigger[], pending: new Set<string>(), unjudged: new Set<string>() };
     if (this.#policy.onLimit !== 'deny-new') return none;
     const now = this.#now();
@@ -434,7 +442,7 @@ export class SessionLimitEnforcer {
       );
     } catch (error) {
       // Without the memory nothing can be told apart: let every login through rather than log a device out.
-      this.#logger.warn({ userId, err: error }, 'admission memory unreadable: no login of this user is denied this time');
+      log.warn({ userId, err: error }, 'admission memory unreadable: no login of this user is denied this time');
       return none;
     }
     const triggerIds = new Set(triggers.map((trigger) => trigger.id));
@@ -463,7 +471,7 @@ export class SessionLimitEnforcer {
    * decide), and forgets the deleted ones. In a dry run nothing is deleted: the would-be denied sessions stay
    * active, so they are remembered too (switching the dry run off must not deny their re-authentications).
    */
-  async #remember(userId: string, decision: EvictionDecision, unjudged: ReadonlySet<string>): Promise<void> {
+  async #remember(userId: string, decision: EvictionDecision, unjudged: ReadonlySet<string>, log: Logger): Promise<void> {
     const { dryRun } = this.#policy;
     const removed = dryRun ? [] : [...decision.deny.map(({ session }) => session.id), ...decision.prune.map((session) => session.id)];
     const staying = [...decision.keep, ...(dryRun ? decision.deny : [])].map(({ session }) => session.id);
@@ -474,7 +482,7 @@ export class SessionLimitEnforcer {
         removed,
       );
     } catch (error) {
-      this.#logger.warn({ userId, err: error }, 'admission memory not updated: a re-authentication of these sessions may look like a new login');
+      log.warn({ userId, err: error }, 'admission memory not updated: a re-authentication of these sessions may look like a new login');
     }
   }
 
@@ -490,6 +498,7 @@ export class SessionLimitEnforcer {
     limit: ResolvedLimit,
     { triggers, pending }: { triggers: DecisionTrigger[]; pending: ReadonlySet<string> },
     run: CallRunner,
+    log: Logger,
   ) {
     const decideNow = () =>
       chooseEvictions({
@@ -546,7 +555,7 @@ export class SessionLimitEnforcer {
     const evict = candidates(decision).filter(({ session }) => confirmed.has(session.id));
     const deferred = wanted.length - evict.length;
     if (deferred > 0) {
-      this.#logger.info(
+      log.info(
         { userId, deferred, evicting: evict.length, cap: this.#maxEvictions },
         'sessions beyond the limit left for the next enforcement (over the per-enforcement cap or not confirmed by a re-read)',
       );
@@ -562,11 +571,11 @@ export class SessionLimitEnforcer {
     ];
   }
 
-  async #apply(userId: string, decision: EvictionDecision, actions: Action[], limit: ResolvedLimit, run: CallRunner): Promise<void> {
+  async #apply(userId: string, decision: EvictionDecision, actions: Action[], limit: ResolvedLimit, run: CallRunner, log: Logger): Promise<void> {
     const { dryRun } = this.#policy;
     this.#metrics?.activeSessions.observe(decision.units);
     const audit = (action: Action) =>
-      this.#logger.info(
+      log.info(
         {
           event: action.event,
           userId,
