@@ -2,7 +2,7 @@ import { spawn, type ChildProcess } from 'node:child_process';
 import { fileURLToPath } from 'node:url';
 import t, { type Test } from 'tap';
 import { freePort } from '../../src/cli/free-port.js';
-import { runCli, runProcess } from '../helpers/processes.js';
+import { runCli, runProcess, startProcess, type Started } from '../helpers/processes.js';
 import { signPayload } from '../../src/signature/sign.js';
 import { DEFAULT_SIMULATOR_TOKEN, ZitadelSimulator } from '../../src/simulator/index.js';
 import { fixtureFor } from '../helpers/payloads.js';
@@ -10,33 +10,14 @@ import { minutesAgo, SIGNING_KEY } from '../helpers/stack.js';
 
 const ROOT = fileURLToPath(new URL('../../', import.meta.url));
 
-interface Service {
-  child: ChildProcess;
-  stdout: () => string;
-  stderr: () => string;
-  exited: Promise<number | null>;
-}
+type Service = Started;
 
 /** `npm start`, as a user runs it, in its own process group so that the whole group can be signalled. */
 function npmStart(env: Record<string, string>): Service {
   return startChild('npm', ['start', '--silent'], env, true);
 }
 
-/** A long-running child (a service, the simulator) whose output is collected; `detached`: its own process group. */
-function startChild(command: string, args: string[], env: Record<string, string> = {}, detached = false): Service {
-  const child = spawn(command, args, {
-    cwd: ROOT,
-    env: { PATH: process.env.PATH ?? '', HOME: process.env.HOME ?? '', ...env },
-    detached,
-    stdio: ['ignore', 'pipe', 'pipe'],
-  });
-  let stdout = '';
-  let stderr = '';
-  child.stdout!.on('data', (chunk: Buffer) => (stdout += chunk));
-  child.stderr!.on('data', (chunk: Buffer) => (stderr += chunk));
-  const exited = new Promise<number | null>((resolve) => child.once('exit', (code) => resolve(code)));
-  return { child, stdout: () => stdout, stderr: () => stderr, exited };
-}
+const startChild = startProcess;
 
 async function waitFor<T>(what: string, probe: () => T | undefined, service: Service, timeoutMs = 60_000): Promise<T> {
   const deadline = Date.now() + timeoutMs;

@@ -2,34 +2,14 @@ import { spawn, type ChildProcess } from 'node:child_process';
 import { existsSync, readdirSync, readFileSync } from 'node:fs';
 import net from 'node:net';
 import t, { type Test } from 'tap';
-import { ROOT } from '../helpers/processes.js';
+import { ROOT, startProcess } from '../helpers/processes.js';
 import { DEFAULT_SIMULATOR_TOKEN, ZitadelSimulator } from '../../src/simulator/index.js';
 import { SIGNING_KEY } from '../helpers/stack.js';
 
 // How the service process behaves as a process: ports it cannot bind, and stopping with the npm that started it.
 
-interface Started {
-  child: ChildProcess;
-  stdout: () => string;
-  stderr: () => string;
-  exited: Promise<number | null>;
-}
-
-function start(command: string, args: string[], env: Record<string, string>): Started {
-  const child = spawn(command, args, {
-    cwd: ROOT,
-    env: { PATH: process.env.PATH ?? '', HOME: process.env.HOME ?? '', ...env },
-    // Its own process group, so that the teardown can stop whatever it left behind.
-    detached: true,
-    stdio: ['ignore', 'pipe', 'pipe'],
-  });
-  let stdout = '';
-  let stderr = '';
-  child.stdout!.on('data', (chunk: Buffer) => (stdout += chunk));
-  child.stderr!.on('data', (chunk: Buffer) => (stderr += chunk));
-  const exited = new Promise<number | null>((resolve) => child.once('exit', (code) => resolve(code)));
-  return { child, stdout: () => stdout, stderr: () => stderr, exited };
-}
+/** Each in its own process group, so that the teardown can stop whatever it left behind. */
+const start = (command: string, args: string[], env: Record<string, string>) => startProcess(command, args, env, true);
 
 async function until<T>(what: string, probe: () => T | undefined, timeoutMs = 60_000): Promise<T> {
   const deadline = Date.now() + timeoutMs;
@@ -58,39 +38,24 @@ t.before(() => {
   if (!existsSync(new URL('../../dist/main.js', import.meta.url))) throw new Error('dist/ is not built: run npm run build first');
 });
 
-t.test('a busy METRICS_PORT: exit 1 with one line naming METRICS_PORT and the port, no stack trace', async (t) => {
-  const simulator = new ZitadelSimulator();
-  await simulator.listen();
-  t.teardown(() => simulator.close());
-  const port = await occupiedPort(t);
-  const service = start(process.execPath, ['dist/main.js'], serviceEnv(simulator.url, { METRICS_PORT: String(port) }));
-  t.teardown(() => {
-    if (service.child.exitCode === null) process.kill(-service.child.pid!, 'SIGKILL');
+for (const variable of ['METRICS_PORT', 'PORT'] as const) {
+  t.test(`a busy ${variable}: exit 1 with one line naming ${variable} and the port, no stack trace`, async (t) => {
+    const simulator = new ZitadelSimulator();
+    await simulator.listen();
+    t.teardown(() => simulator.close());
+    const port = await occupiedPort(t);
+    const service = start(process.execPath, ['dist/main.js'], serviceEnv(simulator.url, { [variable]: String(port) }));
+    t.teardown(() => {
+      if (service.child.exitCode === null) process.kill(-service.child.pid!, 'SIGKILL');
+    });
+    const code = await service.exited;
+    const lines = service.stderr().split('\n').filter(Boolean);
+    t.equal(code, 1, 'exit code 1', { stderr: service.stderr() });
+    t.equal(lines.length, 1, 'one line on stderr', { stderr: service.stderr() });
+    t.match(lines[0], new RegExp(`(^|[^_])${variable} ${port}\\b.*in use`));
+    t.notMatch(service.stderr(), /^\s+at /m, 'no stack trace');
   });
-  const code = await service.exited;
-  const lines = service.stderr().split('\n').filter(Boolean);
-  t.equal(code, 1, 'exit code 1', { stderr: service.stderr() });
-  t.equal(lines.length, 1, 'one line on stderr', { stderr: service.stderr() });
-  t.match(lines[0], new RegExp(`METRICS_PORT ${port}\\b.*in use`));
-  t.notMatch(service.stderr(), /^\s+at /m, 'no stack trace');
-});
-
-t.test('a busy PORT: exit 1 with one line naming PORT and the port, no stack trace', async (t) => {
-  const simulator = new ZitadelSimulator();
-  await simulator.listen();
-  t.teardown(() => simulator.close());
-  const port = await occupiedPort(t);
-  const service = start(process.execPath, ['dist/main.js'], serviceEnv(simulator.url, { PORT: String(port) }));
-  t.teardown(() => {
-    if (service.child.exitCode === null) process.kill(-service.child.pid!, 'SIGKILL');
-  });
-  const code = await service.exited;
-  const lines = service.stderr().split('\n').filter(Boolean);
-  t.equal(code, 1, 'exit code 1', { stderr: service.stderr() });
-  t.equal(lines.length, 1, 'one line on stderr', { stderr: service.stderr() });
-  t.match(lines[0], new RegExp(`PORT ${port}\\b.*in use`));
-  t.notMatch(lines[0], /METRICS_PORT/);
-});
+}
 
 /** The pids of the processes below `pid` (Linux /proc), with their command lines. */
 function descendants(pid: number): { pid: number; command: string }[] {
