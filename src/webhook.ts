@@ -8,8 +8,7 @@ import { interpretPayload } from './payload.js';
 import { checkSignature } from './signature/verify.js';
 import { ZitadelCallError } from './zitadel/session-directory.js';
 
-export const WEBHOOK_PATH = '/webhooks/zitadel';
-export const BODY_LIMIT_BYTES = 256 * 1024;
+import { BODY_LIMIT_BYTES, WEBHOOK_PATH } from './routes.js';
 
 export interface WebhookOptions {
   enforcer: Pick<SessionLimitEnforcer, 'enforce'>;

@@ -2,6 +2,7 @@ import { parseArgs } from 'node:util';
 import { register, rotateKey, unregister, type ExecutionChange } from '../admin/registration.js';
 import { ConfigError, plainHttpWarning, readZitadelUrl } from '../config.js';
 import { ActionApi, type TargetSpec } from '../zitadel/action-api.js';
+import { UsageError } from './usage-error.js';
 
 const DEFAULT_NAME = 'session-limiter';
 
@@ -71,14 +72,6 @@ function adminApi(): ActionApi {
   const warning = plainHttpWarning(url, 'the admin token');
   if (warning) process.stderr.write(`warning: ${warning}\n`);
   return new ActionApi({ baseUrl: url, token });
-}
-
-export class UsageError extends Error {
-  readonly problems: string[];
-  constructor(problems: string[]) {
-    super(problems.join('\n'));
-    this.problems = problems;
-  }
 }
 
 const shortMethod = (method: string) => method.split('/').at(-1);

@@ -6,7 +6,7 @@ import { createServerTransport } from '@zitadel/client/node';
 import { createSessionServiceClient } from '@zitadel/client/v2';
 import { ALL_PERMISSIONS, LOGIN_CLIENT_PERMISSIONS, ZitadelSimulator, type SimSession } from '../simulator/index.js';
 import { CREATE_SESSION, SET_SESSION } from '../payload.js';
-import { WEBHOOK_PATH } from '../webhook.js';
+import { WEBHOOK_PATH } from '../routes.js';
 import { freePort } from './free-port.js';
 
 export const demoHelp = `Usage: zitadel-session-limiter demo [--json]

@@ -3,7 +3,7 @@ import { repairAll, type RepairSummary } from '../admin/repair.js';
 import { ConfigError, loadConfig } from '../config.js';
 import { createLogger } from '../logger.js';
 import { composeService } from '../service.js';
-import { UsageError } from './admin.js';
+import { UsageError } from './usage-error.js';
 
 export const enforceHelp = `Usage: zitadel-session-limiter enforce --user ID [--dry-run] [--json]
        zitadel-session-limiter enforce --all [--created-since 24h] [--concurrency 4] [--rate 40] [--dry-run] [--json]
