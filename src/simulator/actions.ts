@@ -3,7 +3,6 @@ import { fromJson, toJson, type DescMessage, type MessageShape } from '@bufbuild
 import { Code, ConnectError } from '@connectrpc/connect';
 import { signPayload } from '../signature/sign.js';
 import { goJsonStringify } from './go-json.js';
-import type { ActionApiRequest } from './action-api.js';
 import type { SimulatorState } from './state.js';
 
 /**
@@ -104,8 +103,6 @@ export class ActionsRegistry implements ResponseExecutor {
   readonly targets = new Map<string, SimTarget>();
   readonly executions = new Map<string, SimExecution>();
   readonly deliveries: Delivery[] = [];
-  /** Every Action API request the simulator answered (method, path, status), for tests of `register`. */
-  readonly requests: ActionApiRequest[] = [];
   readonly #state: SimulatorState;
   readonly #pending = new Set<Promise<void>>();
 
