@@ -1,6 +1,7 @@
 import { parseArgs } from 'node:util';
 import { register, rotateKey, unregister, type ExecutionChange } from '../admin/registration.js';
 import { ConfigError, plainHttpWarning, readZitadelUrl } from '../config.js';
+import { parseDuration } from '../duration.js';
 import { ActionApi, type TargetSpec } from '../zitadel/action-api.js';
 import { UsageError } from './usage-error.js';
 
@@ -83,9 +84,8 @@ function describeExecutions(executions: ExecutionChange[]): string[] {
 }
 
 function parseTimeout(value: string): string {
-  const match = /^(\d+)(ms|s|m)$/.exec(value);
-  const ms = match ? Number(match[1]) * { ms: 1, s: 1000, m: 60_000 }[match[2] as 'ms' | 's' | 'm'] : Number.NaN;
-  if (!(ms > 0 && ms <= 270_000)) throw new UsageError(['--timeout must be a duration such as 10s, at most 270s']);
+  const ms = parseDuration(value, ['ms', 's', 'm']);
+  if (ms === undefined || !(ms > 0 && ms <= 270_000)) throw new UsageError(['--timeout must be a duration such as 10s, at most 270s']);
   return `${ms / 1000}s`;
 }
 

@@ -1,6 +1,6 @@
 import type { IncomingMessage, RequestListener, ServerResponse } from 'node:http';
 import { Code, ConnectError } from '@connectrpc/connect';
-import { conditionKey, parseDuration, type ActionsRegistry, type Condition, type SimExecution, type SimTarget, type TargetType } from './actions.js';
+import { conditionKey, parseProtoDuration, type ActionsRegistry, type Condition, type SimExecution, type SimTarget, type TargetType } from './actions.js';
 import { authorize } from './calls.js';
 import type { Permission, SimulatorState } from './state.js';
 
@@ -71,7 +71,7 @@ function readTargetType(body: Json): { type: TargetType; interruptOnError: boole
 }
 
 function readTimeout(value: unknown): string {
-  const ms = typeof value === 'string' ? parseDuration(value) : undefined;
+  const ms = typeof value === 'string' ? parseProtoDuration(value) : undefined;
   if (ms === undefined) throw invalid('timeout must be a duration such as "10s"');
   if (ms === 0) throw invalid('Errors.Target.NoTimeout');
   if (ms > MAX_TIMEOUT_MS) throw invalid('timeout must be at most 270s');

@@ -1,6 +1,7 @@
 import { randomBytes } from 'node:crypto';
 import { fromJson, toJson, type DescMessage, type MessageShape } from '@bufbuild/protobuf';
 import { Code, ConnectError } from '@connectrpc/connect';
+import { parseDuration } from '../duration.js';
 import { signPayload } from '../signature/sign.js';
 import { goJsonStringify } from './go-json.js';
 import type { SimulatorState } from './state.js';
@@ -61,9 +62,9 @@ export function conditionKey(condition: Condition): string {
   return JSON.stringify(condition);
 }
 
-export function parseDuration(value: string): number | undefined {
-  const match = /^(\d+(?:\.\d{1,9})?)s$/.exec(value);
-  return match ? Math.round(Number(match[1]) * 1000) : undefined;
+/** A protobuf JSON duration (`"10s"`, `"1.5s"`) in milliseconds, or undefined when it is not one. */
+export function parseProtoDuration(value: string): number | undefined {
+  return parseDuration(value, ['s'], { fractions: true });
 }
 
 /**
@@ -224,7 +225,7 @@ export class ActionsRegistry implements ResponseExecutor {
         method: 'POST',
         headers: { 'content-type': 'application/json', 'zitadel-signature': signature },
         body,
-        signal: AbortSignal.timeout(parseDuration(target.timeout) ?? 10_000),
+        signal: AbortSignal.timeout(parseProtoDuration(target.timeout) ?? 10_000),
       });
       delivery.status = response.status;
       text = await response.text();
