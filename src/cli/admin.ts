@@ -1,5 +1,5 @@
 import { parseArgs } from 'node:util';
-import { register, rotateKey, unregister, type ExecutionChange } from '../admin/registration.js';
+import { register, rotateKey, shortMethod, unregister, type ExecutionChange } from '../admin/registration.js';
 import { ConfigError, plainHttpWarning, readZitadelUrl } from '../config.js';
 import { parseDuration } from '../duration.js';
 import { ActionApi, type TargetSpec } from '../zitadel/action-api.js';
@@ -74,8 +74,6 @@ function adminApi(): ActionApi {
   if (warning) process.stderr.write(`warning: ${warning}\n`);
   return new ActionApi({ baseUrl: url, token });
 }
-
-const shortMethod = (method: string) => method.split('/').at(-1);
 
 function describeExecutions(executions: ExecutionChange[]): string[] {
   return executions.map(
