@@ -6,8 +6,7 @@ import type { Metrics } from './metrics.js';
 import { interpretPayload } from './payload.js';
 import { checkSignature } from './signature/verify.js';
 
-export const WEBHOOK_PATH = '/webhooks/zitadel';
-export const BODY_LIMIT_BYTES = 256 * 1024;
+import { BODY_LIMIT_BYTES, WEBHOOK_PATH } from './routes.js';
 
 export interface WebhookOptions {
   enforcer: Pick<SessionLimitEnforcer, 'enforce'>;

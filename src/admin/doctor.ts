@@ -8,7 +8,7 @@ import { ProjectService } from '@zitadel/proto/zitadel/project/v2beta/project_se
 import { signPayload } from '../signature/sign.js';
 import type { ActionApi, Target } from '../zitadel/action-api.js';
 import { UNAVAILABLE_CODES } from '../zitadel/failures.js';
-import { METHODS } from './registration.js';
+import { METHODS, shortMethod } from './registration.js';
 
 export type Status = 'PASS' | 'FAIL' | 'WARN' | 'SKIP';
 
@@ -37,7 +37,6 @@ export interface DoctorInputs {
 
 const codeOf = (error: unknown) => ConnectError.from(error).code;
 const probeId = () => `doctor-probe-${randomBytes(6).toString('hex')}`;
-const shortMethod = (method: string) => method.split('/').at(-1);
 
 /** Runs every check in order; later checks that depend on a failed one are skipped, with the reason. */
 export async function runDoctor(inputs: DoctorInputs): Promise<CheckResult[]> {

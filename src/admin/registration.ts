@@ -4,6 +4,9 @@ import type { ActionApi, Target, TargetSpec } from '../zitadel/action-api.js';
 /** The two response executions the service must be bound to. */
 export const METHODS = [CREATE_SESSION, SET_SESSION] as const;
 
+/** A full method name's last part, e.g. `CreateSession`, for what people read. */
+export const shortMethod = (method: string) => method.split('/').at(-1);
+
 export const NEXT_SUFFIX = '-next';
 
 export interface ExecutionChange {

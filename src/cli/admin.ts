@@ -1,7 +1,9 @@
 import { parseArgs } from 'node:util';
-import { register, rotateKey, unregister, type ExecutionChange } from '../admin/registration.js';
+import { register, rotateKey, shortMethod, unregister, type ExecutionChange } from '../admin/registration.js';
 import { ConfigError, plainHttpWarning, readZitadelUrl } from '../config.js';
+import { parseDuration } from '../duration.js';
 import { ActionApi, type TargetSpec } from '../zitadel/action-api.js';
+import { UsageError } from './usage-error.js';
 
 const DEFAULT_NAME = 'session-limiter';
 
@@ -73,16 +75,6 @@ function adminApi(): ActionApi {
   return new ActionApi({ baseUrl: url, token });
 }
 
-export class UsageError extends Error {
-  readonly problems: string[];
-  constructor(problems: string[]) {
-    super(problems.join('\n'));
-    this.problems = problems;
-  }
-}
-
-const shortMethod = (method: string) => method.split('/').at(-1);
-
 function describeExecutions(executions: ExecutionChange[]): string[] {
   return executions.map(
     (e) => `  ${shortMethod(e.method)} response: ${e.changed ? 'bound' : 'already bound'} (targets: ${e.targets.join(', ')})`,
@@ -90,9 +82,8 @@ function describeExecutions(executions: ExecutionChange[]): string[] {
 }
 
 function parseTimeout(value: string): string {
-  const match = /^(\d+)(ms|s|m)$/.exec(value);
-  const ms = match ? Number(match[1]) * { ms: 1, s: 1000, m: 60_000 }[match[2] as 'ms' | 's' | 'm'] : Number.NaN;
-  if (!(ms > 0 && ms <= 270_000)) throw new UsageError(['--timeout must be a duration such as 10s, at most 270s']);
+  const ms = parseDuration(value, ['ms', 's', 'm']);
+  if (ms === undefined || !(ms > 0 && ms <= 270_000)) throw new UsageError(['--timeout must be a duration such as 10s, at most 270s']);
   return `${ms / 1000}s`;
 }
 

@@ -4,9 +4,11 @@ import { fileURLToPath } from 'node:url';
 import { parseArgs } from 'node:util';
 import { createServerTransport } from '@zitadel/client/node';
 import { createSessionServiceClient } from '@zitadel/client/v2';
+import { register } from '../admin/registration.js';
+import { lastAuthenticatedAt } from '../enforcement/decision.js';
+import { WEBHOOK_PATH } from '../routes.js';
 import { ALL_PERMISSIONS, LOGIN_CLIENT_PERMISSIONS, ZitadelSimulator, type SimSession } from '../simulator/index.js';
-import { CREATE_SESSION, SET_SESSION } from '../payload.js';
-import { WEBHOOK_PATH } from '../webhook.js';
+import { ActionApi } from '../zitadel/action-api.js';
 import { freePort } from './free-port.js';
 
 export const demoHelp = `Usage: zitadel-session-limiter demo [--json]
@@ -40,17 +42,6 @@ export interface DemoOutcome {
   final: Record<string, string[]>;
 }
 
-async function api(baseUrl: string, method: string, path: string, body: unknown): Promise<Record<string, any>> {
-  const response = await fetch(`${baseUrl}${path}`, {
-    method,
-    headers: { authorization: `Bearer ${ADMIN_TOKEN}`, 'content-type': 'application/json' },
-    body: JSON.stringify(body),
-  });
-  const json = (await response.json()) as Record<string, any>;
-  if (!response.ok) throw new Error(`Action API ${method} ${path} answered ${response.status}: ${json.message}`);
-  return json;
-}
-
 /** The compiled service next to this file (dist/main.js), started the way users start it. */
 function startService(env: Record<string, string>): { child: ChildProcess; ready: Promise<void>; stopped: Promise<void> } {
   const main = fileURLToPath(new URL('../main.js', import.meta.url));
@@ -69,8 +60,10 @@ function startService(env: Record<string, string>): { child: ChildProcess; ready
   return { child, ready, stopped };
 }
 
+/** When the session last verified a credential, by the service's own rule (0: never). */
 function lastAuthenticated(session: SimSession): number {
-  return Math.max(0, ...Object.values(session.factors).map((date) => date!.getTime()));
+  const verifiedAt = Object.fromEntries(Object.entries(session.factors).map(([factor, date]) => [factor, date.getTime()]));
+  return lastAuthenticatedAt({ id: session.id, userId: session.userId, createdAt: undefined, expiresAt: undefined, verifiedAt }) ?? 0;
 }
 
 export async function runDemo(log: (line: string) => void): Promise<DemoOutcome> {
@@ -86,22 +79,20 @@ export async function runDemo(log: (line: string) => void): Promise<DemoOutcome>
     [bob.id, 'bob'],
   ]);
 
-  // Register the service as ZITADEL's operators do: a target, then the two response executions.
+  // Register the service as ZITADEL's operators do (`register --type webhook`): a target, bound to the two responses.
   const port = await freePort();
   const endpoint = `http://127.0.0.1:${port}${WEBHOOK_PATH}`;
-  const target = await api(zitadelUrl, 'POST', '/v2/actions/targets', {
+  const target = await register(new ActionApi({ baseUrl: zitadelUrl, token: ADMIN_TOKEN }), {
     name: 'session-limiter',
     endpoint,
     timeout: '10s',
-    restWebhook: { interruptOnError: false },
+    kind: 'restWebhook',
+    interruptOnError: false,
   });
-  for (const method of [CREATE_SESSION, SET_SESSION]) {
-    await api(zitadelUrl, 'PUT', '/v2/actions/executions', { condition: { response: { method } }, targets: [target.id] });
-  }
   const service = startService({
     ZITADEL_URL: zitadelUrl,
     ZITADEL_TOKEN: LIMITER_TOKEN,
-    ZITADEL_SIGNING_KEYS: target.signingKey,
+    ZITADEL_SIGNING_KEYS: target.signingKey!,
     SESSION_LIMIT: String(LIMIT),
     PORT: String(port),
     HOST: '127.0.0.1',

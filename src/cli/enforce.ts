@@ -1,9 +1,10 @@
 import { parseArgs } from 'node:util';
 import { repairAll, type RepairSummary } from '../admin/repair.js';
 import { ConfigError, loadConfig } from '../config.js';
+import { parseDuration } from '../duration.js';
 import { createLogger } from '../logger.js';
 import { composeService } from '../service.js';
-import { UsageError } from './admin.js';
+import { UsageError } from './usage-error.js';
 
 export const enforceHelp = `Usage: zitadel-session-limiter enforce --user ID [--dry-run] [--json]
        zitadel-session-limiter enforce --all [--created-since 24h] [--concurrency 4] [--rate 40] [--dry-run] [--json]
@@ -30,10 +31,10 @@ Exit code: 0 when done (also when --user finds no session: an unknown id, or a u
 enforcement failed, 2 for a usage or configuration error.
 Run it as a Fly scheduled machine or from cron, e.g. hourly with --created-since 2h.`;
 
-function parseDuration(value: string): number {
-  const match = /^(\d+)([mhd])$/.exec(value);
-  if (!match) throw new UsageError(['--created-since must be a duration such as 30m, 24h or 7d']);
-  return Number(match[1]) * { m: 60_000, h: 3_600_000, d: 86_400_000 }[match[2] as 'm' | 'h' | 'd'];
+function parseCreatedSince(value: string): number {
+  const ms = parseDuration(value, ['m', 'h', 'd']);
+  if (ms === undefined) throw new UsageError(['--created-since must be a duration such as 30m, 24h or 7d']);
+  return ms;
 }
 
 function positive(name: string, value: string): number {
@@ -62,7 +63,7 @@ export async function enforceCommand(argv: string[]): Promise<number> {
   if (Boolean(values.user) === values.all) throw new UsageError(['give either --user ID or --all']);
   const concurrency = positive('concurrency', values.concurrency);
   const rate = positive('rate', values.rate);
-  const since = values['created-since'] === undefined ? undefined : Date.now() - parseDuration(values['created-since']);
+  const since = values['created-since'] === undefined ? undefined : Date.now() - parseCreatedSince(values['created-since']);
 
   let loaded;
   try {

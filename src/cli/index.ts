@@ -1,7 +1,5 @@
 #!/usr/bin/env node
-import { registerCommand, rotateKeyCommand, unregisterCommand, UsageError } from './admin.js';
-import { replayCommand } from './replay.js';
-import { simulateCommand } from './simulate.js';
+import { UsageError } from './usage-error.js';
 
 const help = `Usage: zitadel-session-limiter <command> [options]
 
@@ -18,14 +16,17 @@ Commands:
 
 "zitadel-session-limiter <command> --help" describes each command.`;
 
+// Each command's module is loaded only when that command runs: `serve`, `doctor` and `enforce` in production
+// never load the simulator (an HTTP/2 server and five services' descriptors), `replay` never loads the enforcer
+// (test/e2e/module-loading.test.ts).
 const commands: Record<string, (argv: string[]) => Promise<number | void>> = {
   serve: async () => (await import('../service.js')).runService(),
   demo: async (argv) => (await import('./demo.js')).demoCommand(argv),
-  simulate: simulateCommand,
-  replay: replayCommand,
-  register: registerCommand,
-  unregister: unregisterCommand,
-  'rotate-key': rotateKeyCommand,
+  simulate: async (argv) => (await import('./simulate.js')).simulateCommand(argv),
+  replay: async (argv) => (await import('./replay.js')).replayCommand(argv),
+  register: async (argv) => (await import('./admin.js')).registerCommand(argv),
+  unregister: async (argv) => (await import('./admin.js')).unregisterCommand(argv),
+  'rotate-key': async (argv) => (await import('./admin.js')).rotateKeyCommand(argv),
   doctor: async (argv) => (await import('./doctor.js')).doctorCommand(argv),
   enforce: async (argv) => (await import('./enforce.js')).enforceCommand(argv),
 };

@@ -1,7 +1,7 @@
 import { readFile } from 'node:fs/promises';
 import { parseArgs } from 'node:util';
 import { signPayload } from '../signature/sign.js';
-import { WEBHOOK_PATH } from '../webhook.js';
+import { WEBHOOK_PATH } from '../routes.js';
 
 export const replayHelp = `Usage: zitadel-session-limiter replay FILE --url URL [--key KEY] [--timestamp UNIX_SECONDS]
 

@@ -1,6 +1,7 @@
 import type { IncomingMessage, RequestListener, ServerResponse } from 'node:http';
 import { Code, ConnectError } from '@connectrpc/connect';
-import { conditionKey, parseDuration, type ActionsRegistry, type Condition, type SimExecution, type SimTarget, type TargetType } from './actions.js';
+import { conditionKey, parseProtoDuration, type ActionsRegistry, type Condition, type SimExecution, type SimTarget, type TargetType } from './actions.js';
+import { authorize } from './calls.js';
 import type { Permission, SimulatorState } from './state.js';
 
 /**
@@ -30,6 +31,7 @@ const MAX_TIMEOUT_MS = 270_000;
 const MAX_LIMIT = 1000;
 const invalid = (message: string) => new ConnectError(message, Code.InvalidArgument);
 
+/** One Action API request the simulator answered. */
 export interface ActionApiRequest {
   method: string;
   path: string;
@@ -69,7 +71,7 @@ function readTargetType(body: Json): { type: TargetType; interruptOnError: boole
 }
 
 function readTimeout(value: unknown): string {
-  const ms = typeof value === 'string' ? parseDuration(value) : undefined;
+  const ms = typeof value === 'string' ? parseProtoDuration(value) : undefined;
   if (ms === undefined) throw invalid('timeout must be a duration such as "10s"');
   if (ms === 0) throw invalid('Errors.Target.NoTimeout');
   if (ms > MAX_TIMEOUT_MS) throw invalid('timeout must be at most 270s');
@@ -276,12 +278,12 @@ async function readJson(request: IncomingMessage): Promise<Json> {
   }
 }
 
-/** The HTTP/1.1 handler for the Action API routes; every request is recorded in `actions.requests`. */
-export function actionApiHandler(state: SimulatorState, actions: ActionsRegistry): RequestListener {
+/** The HTTP/1.1 handler for the Action API routes; every request is recorded in `requests`. */
+export function actionApiHandler(state: SimulatorState, actions: ActionsRegistry, requests: ActionApiRequest[]): RequestListener {
   return async (request: IncomingMessage, response: ServerResponse) => {
     const path = new URL(request.url ?? '/', 'http://simulator').pathname;
     const send = (status: number, body: Json) => {
-      actions.requests.push({ method: request.method ?? '', path, status });
+      requests.push({ method: request.method ?? '', path, status });
       response.writeHead(status, { 'content-type': 'application/json' }).end(JSON.stringify(body));
     };
     try {
@@ -291,10 +293,7 @@ export function actionApiHandler(state: SimulatorState, actions: ActionsRegistry
         send(candidates.length > 0 ? 405 : 404, { code: Code.Unimplemented, message: `no route ${request.method} ${path}`, details: [] });
         return;
       }
-      const token = /^Bearer (.+)$/.exec(request.headers.authorization ?? '')?.[1];
-      const granted = state.permissionsOf(token);
-      if (!granted) throw new ConnectError('Errors.Token.Invalid (AUTH-7fs1e)', Code.Unauthenticated);
-      if (!granted.has(route.permission)) throw new ConnectError('No matching permissions found (AUTH-5mWD2)', Code.PermissionDenied);
+      authorize(state, request.headers.authorization, route.permission);
       const body = await readJson(request);
       const id = route.pattern.exec(path)?.[1];
       send(200, route.handle(actions, body, id && decodeURIComponent(id), state.now()));

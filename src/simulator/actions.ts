@@ -1,9 +1,9 @@
 import { randomBytes } from 'node:crypto';
 import { fromJson, toJson, type DescMessage, type MessageShape } from '@bufbuild/protobuf';
 import { Code, ConnectError } from '@connectrpc/connect';
+import { parseDuration } from '../duration.js';
 import { signPayload } from '../signature/sign.js';
 import { goJsonStringify } from './go-json.js';
-import type { ActionApiRequest } from './action-api.js';
 import type { SimulatorState } from './state.js';
 
 /**
@@ -62,9 +62,9 @@ export function conditionKey(condition: Condition): string {
   return JSON.stringify(condition);
 }
 
-export function parseDuration(value: string): number | undefined {
-  const match = /^(\d+(?:\.\d{1,9})?)s$/.exec(value);
-  return match ? Math.round(Number(match[1]) * 1000) : undefined;
+/** A protobuf JSON duration (`"10s"`, `"1.5s"`) in milliseconds, or undefined when it is not one. */
+export function parseProtoDuration(value: string): number | undefined {
+  return parseDuration(value, ['s'], { fractions: true });
 }
 
 /**
@@ -104,8 +104,6 @@ export class ActionsRegistry implements ResponseExecutor {
   readonly targets = new Map<string, SimTarget>();
   readonly executions = new Map<string, SimExecution>();
   readonly deliveries: Delivery[] = [];
-  /** Every Action API request the simulator answered (method, path, status), for tests of `register`. */
-  readonly requests: ActionApiRequest[] = [];
   readonly #state: SimulatorState;
   readonly #pending = new Set<Promise<void>>();
 
@@ -227,7 +225,7 @@ export class ActionsRegistry implements ResponseExecutor {
         method: 'POST',
         headers: { 'content-type': 'application/json', 'zitadel-signature': signature },
         body,
-        signal: AbortSignal.timeout(parseDuration(target.timeout) ?? 10_000),
+        signal: AbortSignal.timeout(parseProtoDuration(target.timeout) ?? 10_000),
       });
       delivery.status = response.status;
       text = await response.text();

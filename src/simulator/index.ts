@@ -16,6 +16,8 @@ export {
   type UserSeed,
   type RecordedCall,
   type Fault,
+  type SimApplication,
+  type SimOidcApp,
 } from './state.js';
 export {
   ActionsRegistry,
@@ -26,6 +28,6 @@ export {
   type Delivery,
   type TargetType,
 } from './actions.js';
+export type { ActionApiRequest } from './action-api.js';
 export { goJsonStringify } from './go-json.js';
 export { addServiceAccountKey, type ServiceKeyFile } from './oauth.js';
-export type { SimApplication, SimOidcApp } from './app-service.js';

@@ -1,6 +1,7 @@
 import { Code, ConnectError } from '@connectrpc/connect';
 import type { Checks } from '@zitadel/proto/zitadel/session/v2/session_service_pb.js';
-import type { SimFactorName, SimUser, SimulatorState } from './state.js';
+import type { CredentialFactor } from '../enforcement/decision.js';
+import type { SimUser, SimulatorState } from './state.js';
 
 /**
  * Verifies the checks of a CreateSession / SetSession the way ZITADEL does for what the simulator knows: each
@@ -12,9 +13,9 @@ export function verifyChecks(
   user: SimUser | undefined,
   sessionId: string | undefined,
   checks: Checks | undefined,
-): SimFactorName[] {
+): CredentialFactor[] {
   if (!checks) return [];
-  const verified: SimFactorName[] = [];
+  const verified: CredentialFactor[] = [];
   const needUser = (): SimUser => {
     if (!user) throw new ConnectError('a credential check needs a user check first (Errors.User.NotFound)', Code.InvalidArgument);
     return user;

@@ -17,7 +17,8 @@ import type { RequestChallenges } from '@zitadel/proto/zitadel/session/v2/challe
 import type { Duration } from '@bufbuild/protobuf/wkt';
 import { resolveUser, verifyChecks } from './login-checks.js';
 import type { ResponseCall, ResponseExecutor } from './actions.js';
-import type { Permission, RecordedCall, SimMethod, SimSession, SimUser, SimulatorState } from './state.js';
+import { simulateCall } from './calls.js';
+import type { SimSession, SimUser, SimulatorState } from './state.js';
 
 const MAX_LIST_LIMIT = 1000;
 
@@ -71,41 +72,6 @@ export function toProtoSession(session: SimSession): Session {
         : undefined,
     expirationDate: session.expirationDate && at(session.expirationDate),
   });
-}
-
-/**
- * Runs one simulated call: latency, the bearer token and permission, injected faults, then the handler; every
- * call is recorded with its result so tests can assert which calls happened.
- */
-export async function simulateCall<T>(
-  state: SimulatorState,
-  context: HandlerContext,
-  call: { method: SimMethod; permission: Permission; sessionId?: string; userId?: string; limit?: number; offset?: number },
-  handler: (token: string) => T | Promise<T>,
-): Promise<T> {
-  const { method, permission, ...details } = call;
-  await state.simulateLatency(method);
-  const record = (code: Code | 'ok') => {
-    const entry: RecordedCall = { method, ...details, code };
-    state.calls.push(entry);
-    return entry;
-  };
-  try {
-    const authorization = context.requestHeader.get('authorization') ?? '';
-    const token = /^Bearer (.+)$/.exec(authorization)?.[1];
-    const granted = state.permissionsOf(token);
-    if (!granted) throw new ConnectError('Errors.Token.Invalid (AUTH-7fs1e)', Code.Unauthenticated);
-    if (!granted.has(permission)) throw new ConnectError('No matching permissions found (AUTH-5mWD2)', Code.PermissionDenied);
-    const fault = state.takeFault(method);
-    if (fault) throw new ConnectError(fault.message ?? `simulated ${Code[fault.code]}`, fault.code);
-    const result = await handler(token!);
-    const entry = record('ok');
-    for (const hook of state.afterCall) await hook(entry);
-    return result;
-  } catch (error) {
-    record(ConnectError.from(error).code);
-    throw error;
-  }
 }
 
 /** The request headers ZITADEL forwards in execution payloads, in Go's canonical spelling. */
@@ -174,7 +140,7 @@ export function sessionServiceImpl(
 
   return {
     createSession: (request: CreateSessionRequest, context) =>
-      simulateCall(state, context, { method: 'CreateSession', permission: 'session.write' }, async (token) => {
+      simulateCall(state, context.requestHeader.get('authorization'), { method: 'CreateSession', permission: 'session.write' }, async (token) => {
         const user = resolveUser(state, request.checks);
         const verified = verifyChecks(state, user, undefined, request.checks);
         const session = state.seedSession({
@@ -199,7 +165,7 @@ export function sessionServiceImpl(
       }),
 
     setSession: (request: SetSessionRequest, context) =>
-      simulateCall(state, context, { method: 'SetSession', permission: 'session.write', sessionId: request.sessionId }, async (token) => {
+      simulateCall(state, context.requestHeader.get('authorization'), { method: 'SetSession', permission: 'session.write', sessionId: request.sessionId }, async (token) => {
         const session = state.sessions.get(request.sessionId);
         if (!session) throw new ConnectError('Session does not exist (Errors.Session.NotExisting)', Code.NotFound);
         if (request.sessionToken && request.sessionToken !== session.token) {
@@ -225,7 +191,7 @@ export function sessionServiceImpl(
       }),
 
     getSession: (request, context) =>
-      simulateCall(state, context, { method: 'GetSession', permission: 'session.read', sessionId: request.sessionId }, () => {
+      simulateCall(state, context.requestHeader.get('authorization'), { method: 'GetSession', permission: 'session.read', sessionId: request.sessionId }, () => {
         // ZITADEL's GetSession first brings the session projection up to date.
         state.syncProjection();
         const session = state.sessions.get(request.sessionId);
@@ -238,7 +204,7 @@ export function sessionServiceImpl(
       const offset = Number(request.query?.offset ?? 0n);
       const userQuery = request.queries.find((q) => q.query.case === 'userIdQuery');
       const userId = userQuery?.query.case === 'userIdQuery' ? userQuery.query.value.id : undefined;
-      return simulateCall(state, context, { method: 'ListSessions', permission: 'session.read', userId, limit, offset }, () => {
+      return simulateCall(state, context.requestHeader.get('authorization'), { method: 'ListSessions', permission: 'session.read', userId, limit, offset }, () => {
         if (limit > MAX_LIST_LIMIT) throw new ConnectError('Errors.Query.LimitExceeded', Code.InvalidArgument);
         let sessions = state.projectedSessions();
         for (const { query } of request.queries) {
@@ -285,7 +251,7 @@ export function sessionServiceImpl(
     },
 
     deleteSession: (request, context) =>
-      simulateCall(state, context, { method: 'DeleteSession', permission: 'session.delete', sessionId: request.sessionId }, () => {
+      simulateCall(state, context.requestHeader.get('authorization'), { method: 'DeleteSession', permission: 'session.delete', sessionId: request.sessionId }, () => {
         // Idempotent: deleting an unknown or already terminated session succeeds.
         state.terminate(request.sessionId);
         return { details: { sequence: state.nextSequence(), changeDate: timestampFromDate(state.now()) } };

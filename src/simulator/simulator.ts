@@ -9,7 +9,7 @@ import { OrganizationService } from '@zitadel/proto/zitadel/org/v2beta/org_servi
 import { ProjectService } from '@zitadel/proto/zitadel/project/v2beta/project_service_pb.js';
 import { UserService } from '@zitadel/proto/zitadel/user/v2/user_service_pb.js';
 import { SessionService } from '@zitadel/proto/zitadel/session/v2/session_service_pb.js';
-import { actionApiHandler } from './action-api.js';
+import { actionApiHandler, type ActionApiRequest } from './action-api.js';
 import { ActionsRegistry } from './actions.js';
 import { appServiceImpl, projectServiceImpl } from './app-service.js';
 import { organizationServiceImpl, userServiceImpl } from './metadata-service.js';
@@ -74,6 +74,8 @@ function replaying(socket: net.Socket, first: Buffer): Duplex {
 export class ZitadelSimulator {
   readonly state: SimulatorState;
   readonly actions: ActionsRegistry;
+  /** Every Action API request the simulator answered (method, path, status), for tests of `register`. */
+  readonly actionApiRequests: ActionApiRequest[] = [];
   readonly #server: net.Server;
   readonly #grpc: http2.Http2Server;
   readonly #rest: http.Server;
@@ -100,7 +102,7 @@ export class ZitadelSimulator {
             .service(OrganizationService, organizationServiceImpl(this.state)),
       }),
     );
-    const actionApi = actionApiHandler(this.state, this.actions);
+    const actionApi = actionApiHandler(this.state, this.actions, this.actionApiRequests);
     this.#rest = http.createServer((request, response) => {
       if (request.url?.startsWith('/oauth/v2/token')) void tokenEndpoint(this.state, this.url, request, response);
       else actionApi(request, response);

@@ -1,6 +1,6 @@
 import { randomBytes, type KeyObject } from 'node:crypto';
 import { Code } from '@connectrpc/connect';
-import type { SimApplication, SimOidcApp } from './app-service.js';
+import type { CredentialFactor } from '../enforcement/decision.js';
 
 /**
  * The in-memory state of a simulated ZITADEL, with ZITADEL's semantics for what this project touches
@@ -37,9 +37,6 @@ export const ALL_PERMISSIONS: readonly Permission[] = [
 /** What Login V2's service account may do (ZITADEL's IAM_LOGIN_CLIENT, as far as sessions go). */
 export const LOGIN_CLIENT_PERMISSIONS: readonly Permission[] = ['session.read', 'session.write'];
 
-export const CREDENTIAL_FACTOR_NAMES = ['password', 'webAuthN', 'intent', 'totp', 'otpSms', 'otpEmail'] as const;
-export type SimFactorName = (typeof CREDENTIAL_FACTOR_NAMES)[number];
-
 export interface SimSession {
   id: string;
   userId: string;
@@ -56,7 +53,7 @@ export interface SimSession {
   /** When the user check was verified. */
   userVerifiedAt: Date;
   /** When each credential factor was last verified. */
-  factors: Partial<Record<SimFactorName, Date>>;
+  factors: Partial<Record<CredentialFactor, Date>>;
   expirationDate?: Date | undefined;
   fingerprintId?: string | undefined;
   description?: string | undefined;
@@ -73,7 +70,7 @@ export interface SessionSeed {
   creationDate?: Date;
   /** Microseconds past `creationDate`'s millisecond (0..999); default 0 when `creationDate` is given. */
   creationMicros?: number;
-  factors?: Partial<Record<SimFactorName, Date>>;
+  factors?: Partial<Record<CredentialFactor, Date>>;
   expirationDate?: Date;
   fingerprintId?: string | undefined;
   description?: string | undefined;
@@ -105,6 +102,21 @@ export interface SimUser {
 
 export interface UserSeed extends Partial<Omit<SimUser, 'loginName'>> {
   loginName: string;
+}
+
+/** An OIDC application's settings that decide what an eviction does to it (read by `doctor`). */
+export interface SimOidcApp {
+  backChannelLogoutUri?: string;
+  accessTokenType?: 'bearer' | 'jwt';
+  grantTypes?: ('authorization_code' | 'implicit' | 'refresh_token' | 'device_code')[];
+}
+
+/** An application of a project; `oidc` for an OIDC one. */
+export interface SimApplication {
+  id: string;
+  projectId: string;
+  name: string;
+  oidc?: SimOidcApp | undefined;
 }
 
 export interface RecordedCall {
@@ -315,7 +327,7 @@ export class SimulatorState {
    * Stamps `factors` as verified now (a login step, or a re-authentication), with a new expiry if given, a new
    * sequence and a new token, as ZITADEL's SetSession does. Callers outside a gRPC call must call `written()`.
    */
-  verify(session: SimSession, factors: readonly SimFactorName[], expirationDate?: Date): void {
+  verify(session: SimSession, factors: readonly CredentialFactor[], expirationDate?: Date): void {
     const now = this.now();
     for (const factor of factors) session.factors[factor] = now;
     session.expirationDate = expirationDate ?? session.expirationDate;
@@ -325,7 +337,7 @@ export class SimulatorState {
   }
 
   /** A password re-check on an existing session, written as ZITADEL would (visible per the projection mode). */
-  reauthenticate(sessionId: string, factor: SimFactorName = 'password'): void {
+  reauthenticate(sessionId: string, factor: CredentialFactor = 'password'): void {
     const session = this.sessions.get(sessionId);
     if (!session) throw new Error(`no session ${sessionId}`);
     this.verify(session, [factor]);

@@ -104,12 +104,9 @@ export class ActionApi {
     return { id: json.id, signingKey: json.signingKey };
   }
 
-  /** Updates fields; `rotateKey` makes ZITADEL replace the signing key at once and returns the new one. */
-  async updateTarget(id: string, patch: Partial<TargetSpec>, rotateKey = false): Promise<{ signingKey?: string }> {
-    const body = targetBody(patch);
-    if (rotateKey) body.expirationSigningKey = '0s';
-    const json = await this.#call('UpdateTarget', 'POST', `/v2/actions/targets/${encodeURIComponent(id)}`, body);
-    return { signingKey: json.signingKey };
+  /** Updates fields (the signing key stays: `rotate-key` goes through a second target, see admin/registration.ts). */
+  async updateTarget(id: string, patch: Partial<TargetSpec>): Promise<void> {
+    await this.#call('UpdateTarget', 'POST', `/v2/actions/targets/${encodeURIComponent(id)}`, targetBody(patch));
   }
 
   async deleteTarget(id: string): Promise<void> {

@@ -109,8 +109,6 @@ export class JwtProfileToken implements AccessTokenSource {
   readonly #options: Required<Omit<JwtProfileOptions, 'now'>> & { now: () => number };
   #current: { token: string; refreshAt: number } | undefined;
   #pending: Promise<string> | undefined;
-  /** How many tokens were fetched (for tests and metrics). */
-  fetched = 0;
 
   constructor(options: JwtProfileOptions) {
     this.#options = { refreshMarginMs: 60_000, now: Date.now, ...options, issuer: options.issuer.replace(/\/+$/, '') };
@@ -160,7 +158,6 @@ export class JwtProfileToken implements AccessTokenSource {
     // Refresh a margin before expiry, but never later than halfway through a short-lived token.
     const margin = Math.min(this.#options.refreshMarginMs, lifetimeMs / 2);
     this.#current = { token: body.access_token, refreshAt: now() + lifetimeMs - margin };
-    this.fetched += 1;
     return body.access_token;
   }
 }

@@ -23,7 +23,7 @@ async function simulatorWithAdmin(t: Test, tokens: Record<string, readonly (type
 
 t.test('register twice: one target bound to both executions, beside a foreign target, and the second run changes nothing', async (t) => {
   const { simulator, api } = await simulatorWithAdmin(t);
-  const { actions } = simulator;
+  const { actions, actionApiRequests } = simulator;
   const foreign = actions.createTarget({ name: 'audit-log', endpoint: 'https://audit.example.com', type: 'restAsync' });
   actions.setExecution({ response: { method: CREATE! } }, [foreign.id]);
 
@@ -31,7 +31,7 @@ t.test('register twice: one target bound to both executions, beside a foreign ta
   t.equal(first.created, true);
   t.match(first.signingKey, /^[A-Za-z0-9]{36}$/, 'the key is returned on creation');
   t.same(
-    actions.requests.map((r) => `${r.method} ${r.path}`),
+    actionApiRequests.map((r) => `${r.method} ${r.path}`),
     [
       'POST /v2/actions/targets/search',
       'POST /v2/actions/targets',
@@ -42,7 +42,7 @@ t.test('register twice: one target bound to both executions, beside a foreign ta
     ],
     'search, create, then read-merge-write each execution',
   );
-  actions.requests.length = 0;
+  actionApiRequests.length = 0;
 
   const second = await register(api, spec);
   t.same({ ...second, executions: second.executions.map((e) => e.changed) }, {
@@ -54,7 +54,7 @@ t.test('register twice: one target bound to both executions, beside a foreign ta
     executions: [false, false],
   });
   t.same(
-    actions.requests.map((r) => r.method),
+    actionApiRequests.map((r) => r.method),
     ['POST', 'POST', 'POST'],
     'the second run only reads: one target search and two execution searches',
   );

@@ -84,5 +84,5 @@ t.test('executions: set replaces the list, search filters, deleting a target unb
   t.equal((await call('POST', '/v2/actions/executions/search', { filters: [{ executionTypeFilter: { executionType: 'EXECUTION_TYPE_RESPONSE' } }] })).json.executions.length, 1);
   await call('DELETE', `/v2/actions/targets/${b}`);
   t.equal(simulator.actions.executions.size, 0, 'an execution without targets is gone');
-  t.same(simulator.actions.requests.map((r) => r.method), ['POST', 'POST', 'PUT', 'PUT', 'POST', 'POST', 'POST', 'DELETE'], 'every request is recorded');
+  t.same(simulator.actionApiRequests.map((r) => r.method), ['POST', 'POST', 'PUT', 'PUT', 'POST', 'POST', 'POST', 'DELETE'], 'every request is recorded');
 });
