@@ -92,6 +92,9 @@ interface Action {
   extra?: Record<string, unknown>;
 }
 
+/** Where an enforcement writes its lines. */
+type EnforcementLog = Pick<Logger, 'debug' | 'info' | 'warn'>;
+
 /** What the enforcer counts (src/metrics.ts provides it with Prometheus; any counters will do). */
 export interface EnforcerMetrics {
   sessionsEvicted: { inc(): void };
@@ -281,7 +284,18 @@ export class SessionLimitEnforcer {
     return lookup;
   }
 
-  #runner(budget: Budget, log: Logger = this.#logger): CallRunner {
+  /** The enforcer's logger, with `fields` on every line. */
+  #tagged(fields: Record<string, unknown>): EnforcementLog {
+    if (Object.keys(fields).length === 0) return this.#logger;
+    const logger = this.#logger;
+    return {
+      debug: (object: object, message: string) => logger.debug({ ...fields, ...object }, message),
+      info: (object: object, message: string) => logger.info({ ...fields, ...object }, message),
+      warn: (object: object, message: string) => logger.warn({ ...fields, ...object }, message),
+    } as EnforcementLog;
+  }
+
+  #runner(budget: Budget, log: Pick<Logger, 'debug'> = this.#logger): CallRunner {
     return (what, call) =>
       withRetries(what, call, {
         budget,
@@ -377,9 +391,9 @@ export class SessionLimitEnforcer {
   async #runBatch(batch: Batch): Promise<BatchOutcome> {
     const { userId } = batch;
     const budget = Budget.until(batch.deadline, this.#now);
-    // Every line of this enforcement names the webhooks it answers.
+    // Every line of this enforcement names the webhooks it answers (fields on each line: no child logger).
     const ids = batch.triggers.flatMap((trigger) => (trigger.requestId ? [trigger.requestId] : []));
-    const log = ids.length === 0 ? this.#logger : this.#logger.child(ids.length === 1 ? { reqId: ids[0] } : { reqId: ids[0], reqIds: ids });
+    const log = this.#tagged(ids.length === 0 ? {} : ids.length === 1 ? { reqId: ids[0] } : { reqId: ids[0], reqIds: ids });
     const run = this.#runner(budget, log);
     const stopTimer = this.#metrics?.enforcementDuration.startTimer();
     let undone: string[] = [];
@@ -429,7 +443,7 @@ export class SessionLimitEnforcer {
    * those do not count yet, so that concurrent logins are decided in the order they arrive. With evict-oldest,
    * none of this matters.
    */
-  async #classify(userId: string, triggers: Trigger[], records: Map<string, SessionRecord>, log: Logger) {
+  async #classify(userId: string, triggers: Trigger[], records: Map<string, SessionRecord>, log: EnforcementLog) {
     const none = { triggers: [] as DecisionTrigger[], pending: new Set<string>(), unjudged: new Set<string>() };
     if (this.#policy.onLimit !== 'deny-new') return none;
     const now = this.#now();
@@ -471,7 +485,7 @@ export class SessionLimitEnforcer {
    * decide), and forgets the deleted ones. In a dry run nothing is deleted: the would-be denied sessions stay
    * active, so they are remembered too (switching the dry run off must not deny their re-authentications).
    */
-  async #remember(userId: string, decision: EvictionDecision, unjudged: ReadonlySet<string>, log: Logger): Promise<void> {
+  async #remember(userId: string, decision: EvictionDecision, unjudged: ReadonlySet<string>, log: EnforcementLog): Promise<void> {
     const { dryRun } = this.#policy;
     const removed = dryRun ? [] : [...decision.deny.map(({ session }) => session.id), ...decision.prune.map((session) => session.id)];
     const staying = [...decision.keep, ...(dryRun ? decision.deny : [])].map(({ session }) => session.id);
@@ -498,7 +512,7 @@ export class SessionLimitEnforcer {
     limit: ResolvedLimit,
     { triggers, pending }: { triggers: DecisionTrigger[]; pending: ReadonlySet<string> },
     run: CallRunner,
-    log: Logger,
+    log: EnforcementLog,
   ) {
     const decideNow = () =>
       chooseEvictions({
@@ -571,7 +585,7 @@ export class SessionLimitEnforcer {
     ];
   }
 
-  async #apply(userId: string, decision: EvictionDecision, actions: Action[], limit: ResolvedLimit, run: CallRunner, log: Logger): Promise<void> {
+  async #apply(userId: string, decision: EvictionDecision, actions: Action[], limit: ResolvedLimit, run: CallRunner, log: EnforcementLog): Promise<void> {
     const { dryRun } = this.#policy;
     this.#metrics?.activeSessions.observe(decision.units);
     const audit = (action: Action) =>

@@ -131,7 +131,13 @@ t.test('SIGTERM during an enforcement lets it finish, then exits 0 (node dist/ma
   t.equal(response.status, 204, 'the enforcement in flight finished and was answered', { diagnostics });
   t.equal(code, 0, 'then the process exited 0', { diagnostics });
   t.notOk(state.sessions.has(old), 'the eviction happened');
-  t.match(service.stdout(), /"msg":"shutting down: finishing enforcements in flight"[\s\S]*"event":"session.evicted"[\s\S]*"msg":"stopped"/);
+  // In the order they were logged (their times: lines can reach a pipe out of order when stdout is busy).
+  const lines = service.stdout().split('\n').filter((line) => line.startsWith('{')).map((line) => JSON.parse(line) as { time: number; msg: string; event?: string });
+  const at = (match: (line: { msg: string; event?: string }) => boolean) => lines.find(match)?.time ?? NaN;
+  const shuttingDown = at((line) => line.msg === 'shutting down: finishing enforcements in flight');
+  const evicted = at((line) => line.event === 'session.evicted');
+  const stopped = at((line) => line.msg === 'stopped');
+  t.ok(shuttingDown <= evicted && evicted <= stopped, 'shutting down, then the eviction, then stopped', { diagnostics });
 });
 
 t.test('npm run demo plays four devices, a second user and a re-check, and ends in the right state', async (t) => {
