@@ -25,7 +25,7 @@ function valid(header: string | undefined, body: Buffer): boolean {
 const server = http.createServer((request, response) => {
   const chunks: Buffer[] = [];
   request.on('data', (chunk: Buffer) => chunks.push(chunk));
-  request.on('end', async () => {
+  request.on('end', () => void (async () => {
     const body = Buffer.concat(chunks);
     if (!valid(request.headers['zitadel-signature'] as string | undefined, body)) return void response.writeHead(401).end();
     if (!client) return void response.writeHead(204).end();
@@ -40,6 +40,6 @@ const server = http.createServer((request, response) => {
     const ranked = sessions.filter((s) => s.factors?.password).sort((a, b) => Number(b.factors!.password!.verifiedAt!.seconds - a.factors!.password!.verifiedAt!.seconds) || b.factors!.password!.verifiedAt!.nanos - a.factors!.password!.verifiedAt!.nanos);
     await Promise.all(ranked.slice(limit).map((s) => client.deleteSession({ sessionId: s.id })));
     response.writeHead(204).end();
-  });
+  })());
 });
 server.listen(Number(process.env.PORT), '127.0.0.1');

@@ -26,7 +26,9 @@ const simulatorUrl = await new Promise<string>((resolve) => simulator.once('mess
 let commandId = 0;
 const pending = new Map<number, (reply: unknown) => void>();
 simulator.on('message', (m: { id?: number; reply?: unknown }) => {
-  if (m.id !== undefined) pending.get(m.id)?.(m.reply), pending.delete(m.id);
+  if (m.id === undefined) return;
+  pending.get(m.id)?.(m.reply);
+  pending.delete(m.id);
 });
 function control<T>(command: SimulatorRequest): Promise<T> {
   const id = ++commandId;

@@ -22,7 +22,7 @@ export interface Service {
   enforcer: SessionLimitEnforcer;
   metrics: Metrics;
   /** Stops accepting, lets enforcements in flight finish, then closes the connection to ZITADEL. */
-  close(): Promise<void>;
+  close: () => Promise<void>;
 }
 
 export interface ComposeOptions {

@@ -1,4 +1,4 @@
-import type { FastifyInstance, FastifyPluginAsync, FastifyReply, FastifyRequest } from 'fastify';
+import type { FastifyInstance, FastifyPluginCallback, FastifyReply, FastifyRequest } from 'fastify';
 import { EnforcementError, type SessionLimitEnforcer } from './enforcement/enforcer.js';
 import { isConfigurationError, signatureRefusal, toServiceError } from './error-map.js';
 import { ServiceError } from './errors.js';
@@ -22,7 +22,7 @@ export interface WebhookOptions {
  * POST /webhooks/zitadel. Encapsulated so that only this route keeps the body as raw bytes: the signature covers
  * the exact bytes ZITADEL sent, so we verify first and parse after.
  */
-export const webhookRoutes: FastifyPluginAsync<WebhookOptions> = async (app: FastifyInstance, options) => {
+export const webhookRoutes: FastifyPluginCallback<WebhookOptions> = (app: FastifyInstance, options, done) => {
   app.removeAllContentTypeParsers();
   app.addContentTypeParser('application/json', { parseAs: 'buffer', bodyLimit: BODY_LIMIT_BYTES }, (_request, body, done) =>
     done(null, body),
@@ -135,4 +135,5 @@ export const webhookRoutes: FastifyPluginAsync<WebhookOptions> = async (app: Fas
     }
     return reply.code(204).send();
   });
+  done();
 };

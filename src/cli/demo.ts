@@ -49,11 +49,11 @@ function startService(env: Record<string, string>): { child: ChildProcess; ready
   const child = spawn(process.execPath, [main], { env: { ...process.env, ...env }, stdio: ['ignore', 'pipe', 'pipe'] });
   let output = '';
   const ready = new Promise<void>((resolve, reject) => {
-    child.stdout!.on('data', (chunk: Buffer) => {
-      output += chunk;
+    child.stdout.on('data', (chunk: Buffer) => {
+      output += chunk.toString();
       if (output.includes('zitadel-session-limiter ready')) resolve();
     });
-    child.stderr!.on('data', (chunk: Buffer) => (output += chunk));
+    child.stderr.on('data', (chunk: Buffer) => (output += chunk.toString()));
     child.once('exit', (code) => reject(new Error(`the service exited with ${code}:\n${output}`)));
   });
   const stopped = new Promise<void>((resolve) => child.once('exit', () => resolve()));

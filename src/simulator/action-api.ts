@@ -102,7 +102,7 @@ function readCondition(value: unknown): Condition {
   if (kind === 'request' || kind === 'response') {
     const set = ['method', 'service', 'all'].filter((key) => inner?.[key] !== undefined);
     if (set.length !== 1) throw invalid(`condition.${kind} needs exactly one of method, service, all`);
-    if (inner.method !== undefined && !/^\/[\w.]+\/\w+$/.test(String(inner.method))) {
+    if (inner.method !== undefined && !/^\/[\w.]+\/\w+$/.test(asText(inner.method))) {
       throw new ConnectError('Errors.Execution.ConditionInvalid', Code.NotFound);
     }
     if (inner.all !== undefined && inner.all !== true) throw invalid('all must be true');
@@ -131,13 +131,16 @@ const textMatchers: Record<string, (value: string, wanted: string) => boolean> =
 };
 const TEXT_METHODS = Object.keys(textMatchers);
 
+/** A JSON value read as text: strings as they are, anything else (absent, a number, an object) as ''. */
+const asText = (value: unknown): string => (typeof value === 'string' ? value : '');
+
 function targetFilter(filter: Json): (target: SimTarget) => boolean {
   if (filter.targetNameFilter) {
     const { targetName, method } = filter.targetNameFilter as Json;
     const name = typeof method === 'number' ? TEXT_METHODS[method] : (method ?? 'TEXT_FILTER_METHOD_EQUALS');
-    const match = textMatchers[String(name)];
+    const match = textMatchers[asText(name)];
     if (!match) throw invalid('unknown TextFilterMethod');
-    return (target) => match(target.name, String(targetName ?? ''));
+    return (target) => match(target.name, asText(targetName));
   }
   if (filter.inTargetIdsFilter) {
     const ids = new Set(((filter.inTargetIdsFilter as Json).targetIds as string[] | undefined) ?? []);
@@ -152,7 +155,7 @@ function executionFilter(filter: Json): (execution: SimExecution) => boolean {
     return (execution) => keys.has(conditionKey(execution.condition));
   }
   if (filter.executionTypeFilter) {
-    const type = String((filter.executionTypeFilter as Json).executionType ?? '').replace('EXECUTION_TYPE_', '').toLowerCase();
+    const type = asText((filter.executionTypeFilter as Json).executionType).replace('EXECUTION_TYPE_', '').toLowerCase();
     return (execution) => Object.keys(execution.condition)[0] === type;
   }
   if (filter.targetFilter) {
@@ -247,7 +250,7 @@ const routes: Route[] = [
     handle(actions, body, _id, now) {
       const targets = (body.targets as unknown[] | undefined) ?? [];
       if (!targets.every((target) => typeof target === 'string')) throw invalid('targets must be a list of target ids');
-      actions.setExecution(readCondition(body.condition), targets as string[]);
+      actions.setExecution(readCondition(body.condition), targets);
       return { setDate: now.toISOString() };
     },
   },
@@ -270,7 +273,7 @@ async function readJson(request: IncomingMessage): Promise<Json> {
   const text = Buffer.concat(chunks).toString('utf8');
   if (text.trim() === '') return {};
   try {
-    const value = JSON.parse(text);
+    const value: unknown = JSON.parse(text);
     if (typeof value !== 'object' || value === null || Array.isArray(value)) throw new Error('not an object');
     return value as Json;
   } catch {
@@ -280,7 +283,8 @@ async function readJson(request: IncomingMessage): Promise<Json> {
 
 /** The HTTP/1.1 handler for the Action API routes; every request is recorded in `requests`. */
 export function actionApiHandler(state: SimulatorState, actions: ActionsRegistry, requests: ActionApiRequest[]): RequestListener {
-  return async (request: IncomingMessage, response: ServerResponse) => {
+  // Every failure is answered inside (the catch below): the promise never rejects.
+  const handle = async (request: IncomingMessage, response: ServerResponse) => {
     const path = new URL(request.url ?? '/', 'http://simulator').pathname;
     const send = (status: number, body: Json) => {
       requests.push({ method: request.method ?? '', path, status });
@@ -302,4 +306,5 @@ export function actionApiHandler(state: SimulatorState, actions: ActionsRegistry
       send(HTTP_STATUS[connectError.code] ?? 500, { code: connectError.code, message: connectError.rawMessage, details: [] });
     }
   };
+  return (request, response) => void handle(request, response);
 }

@@ -1,5 +1,5 @@
 import { randomBytes } from 'node:crypto';
-import { fromJson, toJson, type DescMessage, type MessageShape } from '@bufbuild/protobuf';
+import { fromJson, toJson, type DescMessage, type JsonValue, type MessageShape } from '@bufbuild/protobuf';
 import { Code, ConnectError } from '@connectrpc/connect';
 import { parseDuration } from '../duration.js';
 import { signPayload } from '../signature/sign.js';
@@ -206,7 +206,7 @@ export class ActionsRegistry implements ResponseExecutor {
       if (target.type === 'restCall' && text.trim() !== '') {
         // restCall: a non-empty 2xx body replaces the API response.
         try {
-          response = fromJson(call.response.schema, JSON.parse(text));
+          response = fromJson(call.response.schema, JSON.parse(text) as JsonValue);
         } catch {
           if (target.interruptOnError) throw new ConnectError('Errors.Execution.Failed: invalid response body', Code.Internal);
         }

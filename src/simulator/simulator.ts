@@ -45,7 +45,7 @@ const HTTP2_PREFACE = Buffer.from('PRI * HTTP/2.0');
 function replaying(socket: net.Socket, first: Buffer): Duplex {
   const stream = new Duplex({
     read: () => void socket.resume(),
-    write: (chunk, encoding, callback) => void socket.write(chunk, encoding, callback),
+    write: (chunk: Buffer, encoding, callback) => void socket.write(chunk, encoding, callback),
     final: (callback) => {
       socket.end();
       callback();

@@ -1,3 +1,5 @@
+import { z } from 'zod';
+
 /**
  * A thin client for ZITADEL's v2 Action API as JSON over HTTPS (the npm proto ships only v2beta). Used by the
  * admin commands (register, unregister, rotate-key, doctor) with an IAM_OWNER token; never by the webhook.
@@ -38,9 +40,37 @@ export class ActionApiError extends Error {
   }
 }
 
-type Json = Record<string, any>;
+type Json = Record<string, unknown>;
 
-function targetFromJson(json: Json): Target {
+// What ZITADEL answers, as far as we read it (protobuf JSON: unset fields are omitted; unknown fields are ignored).
+const interrupt = z.object({ interruptOnError: z.boolean().optional() }).optional();
+const targetJson = z.object({
+  id: z.string(),
+  name: z.string(),
+  endpoint: z.string().default(''),
+  timeout: z.string().default(''),
+  signingKey: z.string().optional(),
+  restWebhook: interrupt,
+  restCall: interrupt,
+  restAsync: z.object({}).optional(),
+});
+const targetsJson = z.object({ targets: z.array(targetJson).default([]) });
+const createdJson = z.object({ id: z.string(), signingKey: z.string() });
+const executionsJson = z.object({
+  executions: z
+    .array(z.object({ condition: z.object({ response: z.object({ method: z.string().optional() }).optional() }).optional(), targets: z.array(z.string()).default([]) }))
+    .default([]),
+});
+const errorJson = z.object({ message: z.string().optional() });
+
+/** Reads an answer with `schema`; an answer of another shape is an error that says which call it was. */
+function read<T>(what: string, schema: z.ZodType<T>, json: unknown): T {
+  const parsed = schema.safeParse(json);
+  if (!parsed.success) throw new ActionApiError(what, 200, 'the answer is not what ZITADEL\'s Action API returns; check ZITADEL_URL');
+  return parsed.data;
+}
+
+function targetFromJson(json: z.infer<typeof targetJson>): Target {
   const kind = (['restWebhook', 'restCall', 'restAsync'] as const).find((name) => json[name] !== undefined) ?? 'restWebhook';
   return {
     id: json.id,
@@ -48,7 +78,7 @@ function targetFromJson(json: Json): Target {
     endpoint: json.endpoint,
     timeout: json.timeout,
     kind,
-    interruptOnError: json[kind]?.interruptOnError === true,
+    interruptOnError: kind !== 'restAsync' && json[kind]?.interruptOnError === true,
     signingKey: json.signingKey,
   };
 }
@@ -74,7 +104,7 @@ export class ActionApi {
     this.#timeoutMs = options.timeoutMs ?? 10_000;
   }
 
-  async #call(what: string, method: string, path: string, body?: Json): Promise<Json> {
+  async #call(what: string, method: string, path: string, body?: Json): Promise<unknown> {
     let response: Response;
     try {
       response = await fetch(`${this.#baseUrl}${path}`, {
@@ -86,8 +116,8 @@ export class ActionApi {
     } catch (error) {
       throw new ActionApiError(what, 0, `ZITADEL could not be reached (${(error as Error).message}); check ZITADEL_URL`);
     }
-    const json = (await response.json().catch(() => ({}))) as Json;
-    if (!response.ok) throw new ActionApiError(what, response.status, String(json.message ?? response.statusText));
+    const json: unknown = await response.json().catch(() => ({}));
+    if (!response.ok) throw new ActionApiError(what, response.status, errorJson.safeParse(json).data?.message ?? response.statusText);
     return json;
   }
 
@@ -95,13 +125,13 @@ export class ActionApi {
     const json = await this.#call('ListTargets', 'POST', '/v2/actions/targets/search', {
       filters: [{ targetNameFilter: { targetName: name, method: 'TEXT_FILTER_METHOD_EQUALS' } }],
     });
-    const found = ((json.targets as Json[] | undefined) ?? []).find((target) => target.name === name);
+    const found = read('ListTargets', targetsJson, json).targets.find((target) => target.name === name);
     return found && targetFromJson(found);
   }
 
   async createTarget(spec: TargetSpec): Promise<{ id: string; signingKey: string }> {
     const json = await this.#call('CreateTarget', 'POST', '/v2/actions/targets', targetBody(spec));
-    return { id: json.id, signingKey: json.signingKey };
+    return read('CreateTarget', createdJson, json);
   }
 
   /** Updates fields (the signing key stays: `rotate-key` goes through a second target, see admin/registration.ts). */
@@ -118,8 +148,8 @@ export class ActionApi {
     const json = await this.#call('ListExecutions', 'POST', '/v2/actions/executions/search', {
       filters: [{ inConditionsFilter: { conditions: [{ response: { method } }] } }],
     });
-    const execution = ((json.executions as Json[] | undefined) ?? []).find((e) => e.condition?.response?.method === method);
-    return (execution?.targets as string[] | undefined) ?? [];
+    const execution = read('ListExecutions', executionsJson, json).executions.find((e) => e.condition?.response?.method === method);
+    return execution?.targets ?? [];
   }
 
   /** Replaces the target list of the response execution of `method` (an empty list unbinds every target). */

@@ -3,7 +3,6 @@ import { createGrpcTransport, type Http2SessionManager } from '@connectrpc/conne
 import PQueue from 'p-queue';
 import type { AccessTokenSource } from './credentials.js';
 import { GuardedHttp2SessionManager, protocolFailureAsUnavailable } from './protocol-failure.js';
-import { UNAVAILABLE_CODES } from './failures.js';
 
 /** The outcome of one ZITADEL call: `ok` or the gRPC code's name (e.g. `Unavailable`). */
 export type CallObserver = (method: string, result: string, seconds: number) => void;

@@ -24,7 +24,7 @@ function untilAborted<T>(promise: Promise<T>, signal: AbortSignal): Promise<T> {
       },
       (error: unknown) => {
         signal.removeEventListener('abort', onAbort);
-        reject(error);
+        reject(error instanceof Error ? error : new Error(String(error)));
       },
     );
   });
@@ -149,7 +149,7 @@ export class JwtProfileToken implements AccessTokenSource {
     if (!response.ok || typeof body.access_token !== 'string') {
       const overloaded = response.status === 429 || response.status >= 500;
       throw new ConnectError(
-        `ZITADEL refused the key file's JWT at /oauth/v2/token (${response.status} ${String(body.error ?? '')}): ` +
+        `ZITADEL refused the key file's JWT at /oauth/v2/token (${response.status} ${typeof body.error === 'string' ? body.error : ''}): ` +
           (overloaded ? 'ZITADEL is overloaded or failing; try again' : 'check that the key is active and belongs to the service user'),
         overloaded ? Code.Unavailable : Code.Unauthenticated,
       );

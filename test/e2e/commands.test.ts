@@ -1,5 +1,3 @@
-import { spawn, type ChildProcess } from 'node:child_process';
-import { fileURLToPath } from 'node:url';
 import t, { type Test } from 'tap';
 import { freePort } from '../../src/cli/free-port.js';
 import { runCli, runProcess, startProcess, type Started } from '../helpers/processes.js';
@@ -7,8 +5,6 @@ import { signPayload } from '../../src/signature/sign.js';
 import { DEFAULT_SIMULATOR_TOKEN, ZitadelSimulator } from '../../src/simulator/index.js';
 import { fixtureFor } from '../helpers/payloads.js';
 import { minutesAgo, SIGNING_KEY } from '../helpers/stack.js';
-
-const ROOT = fileURLToPath(new URL('../../', import.meta.url));
 
 type Service = Started;
 
@@ -261,11 +257,11 @@ t.test('register and doctor from the command line: idempotent register, a FAIL l
     'doctor',
   );
   t.equal(doctor.code, 1, 'a FAIL makes the exit code non-zero');
-  t.match(doctor.stdout, /^FAIL  session\.delete: DeleteSession: PermissionDenied: grant the service user IAM_USER_MANAGER/m);
-  t.match(doctor.stdout, /^PASS  session\.read: /m);
-  t.match(doctor.stdout, /^PASS  CreateSession response execution: the target is bound$/m);
-  t.match(doctor.stdout, /^FAIL  endpoint: http:\/\/127\.0\.0\.1:9\/webhooks\/zitadel could not be reached/m);
-  t.match(doctor.stdout, /^WARN  applications: the admin token cannot read applications \(PermissionDenied\): skipped this part$/m);
+  t.match(doctor.stdout, /^FAIL {2}session\.delete: DeleteSession: PermissionDenied: grant the service user IAM_USER_MANAGER/m);
+  t.match(doctor.stdout, /^PASS {2}session\.read: /m);
+  t.match(doctor.stdout, /^PASS {2}CreateSession response execution: the target is bound$/m);
+  t.match(doctor.stdout, /^FAIL {2}endpoint: http:\/\/127\.0\.0\.1:9\/webhooks\/zitadel could not be reached/m);
+  t.match(doctor.stdout, /^WARN {2}applications: the admin token cannot read applications \(PermissionDenied\): skipped this part$/m);
 });
 
 /** The JSON lines of an output (log lines), skipping anything else. */
@@ -366,12 +362,12 @@ t.test('enforce and doctor need no ZITADEL_SIGNING_KEYS; enforce --user of an un
   t.notMatch(all.stderr, /ZITADEL_SIGNING_KEYS/);
   const doctor = await runCli(['doctor'], env);
   t.notMatch(doctor.stdout, /ZITADEL_SIGNING_KEYS is required/, 'doctor does not ask for the keys');
-  t.match(doctor.stdout, /^PASS  session\.delete: /m);
+  t.match(doctor.stdout, /^PASS {2}session\.delete: /m);
   t.equal(doctor.code, 0, 'exit code 0', { stdout: doctor.stdout });
   const admin = { ...env, ZITADEL_ADMIN_TOKEN: DEFAULT_SIMULATOR_TOKEN };
   t.equal((await runCli(['register', '--endpoint', 'http://127.0.0.1:9/webhooks/zitadel'], admin)).code, 0);
   const withTarget = await runCli(['doctor'], admin);
-  t.match(withTarget.stdout, /^SKIP  signing key: ZITADEL_SIGNING_KEYS is not set here/m, 'the key check is skipped, not failed');
+  t.match(withTarget.stdout, /^SKIP {2}signing key: ZITADEL_SIGNING_KEYS is not set here/m, 'the key check is skipped, not failed');
   const serve = await runCli(['serve'], { ...env, PORT: '0', HOST: '127.0.0.1' });
   t.equal(serve.code, 1, 'the service still needs the keys');
   t.match(serve.stderr, /^config error: ZITADEL_SIGNING_KEYS is required/m);

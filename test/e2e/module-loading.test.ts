@@ -43,10 +43,10 @@ async function runRecorded(t: Test, args: string[], env: Record<string, string>,
   let stdout = '';
   let stderr = '';
   child.stdout.on('data', (chunk: Buffer) => {
-    stdout += chunk;
+    stdout += chunk.toString();
     if (until?.test(stdout) && child.exitCode === null) child.kill('SIGTERM');
   });
-  child.stderr.on('data', (chunk: Buffer) => (stderr += chunk));
+  child.stderr.on('data', (chunk: Buffer) => (stderr += chunk.toString()));
   const code = await new Promise<number | null>((resolve) => child.once('exit', (exit) => resolve(exit)));
   const urls = (await readFile(log, 'utf8').catch(() => '')).split('\n').filter(Boolean);
   const loaded = [...new Set(urls.filter((url) => url.startsWith(DIST)).map((url) => url.slice(DIST.length)))];
@@ -75,7 +75,7 @@ t.test('npm start (node dist/main.js) and `serve` do not load the simulator', as
 t.test('doctor and enforce do not load the simulator', async (t) => {
   const env = await simulator(t);
   const doctor = await runRecorded(t, ['dist/cli/index.js', 'doctor'], { ...env, ZITADEL_ADMIN_TOKEN: DEFAULT_SIMULATOR_TOKEN });
-  t.match(doctor.stdout, /^PASS  session\.read: /m, 'doctor ran its checks', { stderr: doctor.stderr });
+  t.match(doctor.stdout, /^PASS {2}session\.read: /m, 'doctor ran its checks', { stderr: doctor.stderr });
   t.ok(doctor.loaded.includes('admin/doctor.js'), 'the recorder sees dist modules');
   t.same(simulatorModules(doctor), [], 'doctor loads no simulator module');
 

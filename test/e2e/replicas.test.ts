@@ -22,20 +22,20 @@ function startReplica(
     new Promise<boolean>((resolve) => {
       const check = () => {
         if (!pattern.test(output)) return;
-        child.stdout!.off('data', check);
+        child.stdout.off('data', check);
         resolve(true);
       };
-      child.stdout!.on('data', check);
+      child.stdout.on('data', check);
       child.once('exit', () => resolve(pattern.test(output)));
       check();
     });
   return new Promise((resolve, reject) => {
-    child.stdout!.on('data', (chunk: Buffer) => {
-      output += chunk;
+    child.stdout.on('data', (chunk: Buffer) => {
+      output += chunk.toString();
       const url = /Server listening at (http:\/\/127\.0\.0\.1:\d+)/.exec(output)?.[1];
       if (url && output.includes('Redis connected')) resolve({ url, child, output: () => output, logged });
     });
-    child.stderr!.on('data', (chunk: Buffer) => (output += chunk));
+    child.stderr.on('data', (chunk: Buffer) => (output += chunk.toString()));
     child.once('exit', (code) => reject(new Error(`replica exited ${code}: ${output}`)));
   });
 }

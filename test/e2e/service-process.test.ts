@@ -1,8 +1,7 @@
-import { spawn, type ChildProcess } from 'node:child_process';
 import { existsSync, readdirSync, readFileSync } from 'node:fs';
 import net from 'node:net';
 import t, { type Test } from 'tap';
-import { ROOT, startProcess } from '../helpers/processes.js';
+import { startProcess } from '../helpers/processes.js';
 import { DEFAULT_SIMULATOR_TOKEN, ZitadelSimulator } from '../../src/simulator/index.js';
 import { SIGNING_KEY } from '../helpers/stack.js';
 

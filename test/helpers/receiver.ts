@@ -11,6 +11,8 @@ export async function startReceiver(
   answer: (received: Received) => { status?: number; body?: string; delayMs?: number; hold?: Promise<unknown> } | void = () => {},
 ) {
   const received: Received[] = [];
+  // A test's receiver: a handler that throws fails the test as an unhandled rejection, which is what we want.
+  // eslint-disable-next-line @typescript-eslint/no-misused-promises
   const server = http.createServer(async (request, response) => {
     const chunks: Buffer[] = [];
     for await (const chunk of request) chunks.push(chunk as Buffer);

@@ -29,8 +29,8 @@ export interface Stack {
   logs: LogCapture;
   service: Service;
   /** POSTs a payload to the webhook, signed with `key` (default: the configured one) at the current time. */
-  send(body: string, options?: { key?: string; timestamp?: number; headers?: Record<string, string> }): Promise<LightMyRequestResponse>;
-  close(): Promise<void>;
+  send: (body: string, options?: { key?: string; timestamp?: number; headers?: Record<string, string> }) => Promise<LightMyRequestResponse>;
+  close: () => Promise<void>;
 }
 
 export interface StackOptions {

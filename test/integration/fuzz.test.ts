@@ -180,7 +180,7 @@ t.test(`${RUNS} seeded fuzz cases: no 5xx, no crash, no ZITADEL call without a v
         if (held > LIMIT) throw new Error(`user ${user} holds ${held} active sessions after an enforced webhook (limit ${LIMIT})`);
       }
       if (response.statusCode !== 204 && response.statusCode !== 200) {
-        const error = response.json() as { error?: string; message?: string };
+        const error = response.json<{ error?: string; message?: string }>();
         if (!/^ERR_[A-Z_]+$/.test(error.error ?? '') || !error.message) throw new Error(`an error without a code: ${response.body}`);
       }
     }),

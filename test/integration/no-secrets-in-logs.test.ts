@@ -127,7 +127,7 @@ function everyLoggedValue(lines: unknown[]): string[] {
         out.push(key);
         walk(inner);
       }
-    } else if (value !== undefined && value !== null) out.push(String(value));
+    } else if (value !== undefined && value !== null) out.push(JSON.stringify(value)); // a number or a boolean (parsed JSON)
   };
   lines.forEach(walk);
   return out;

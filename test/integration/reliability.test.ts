@@ -34,7 +34,7 @@ t.test('ZITADEL answering Unavailable twice, then succeeding, leads to the right
     state.calls.filter((c) => c.method === 'ListSessions').map((c) => (c.code === 'ok' ? 'ok' : Code[c.code])),
     ['Unavailable', 'Unavailable', 'ok'],
   );
-  t.match(await (await s.app.inject({ method: 'GET', url: '/metrics' })).body, /session_limiter_zitadel_retries_total\{method="ListSessions"\} 2/);
+  t.match((await s.app.inject({ method: 'GET', url: '/metrics' })).body, /session_limiter_zitadel_retries_total\{method="ListSessions"\} 2/);
 });
 
 t.test('PermissionDenied: 502, a clear configuration-error line, no retry storm', async (t) => {

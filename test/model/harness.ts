@@ -665,7 +665,7 @@ export async function runScenario(scenario: Scenario, s: fc.Scheduler, options: 
   for (const user of users) {
     const inZitadel = state.activeSessionsOf(user).map((session) => session.id).sort();
     const inModel = activeOf(user).map((m) => m.id).sort();
-    if (inZitadel.join() !== inModel.join()) broke('harness', `model ${inModel} != simulator ${inZitadel} for ${user}`);
+    if (inZitadel.join() !== inModel.join()) broke('harness', `model ${inModel.join()} != simulator ${inZitadel.join()} for ${user}`);
   }
   if (!options.grpc) state.dispose();
   return { violations, deliveries: deliveries.length, calls, trace };

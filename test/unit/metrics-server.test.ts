@@ -41,7 +41,7 @@ t.test('a collection that fails answers 500 and is logged, never an unhandled re
 
   const answers = await Promise.all([fetch(`${url}/metrics`), fetch(`${url}/metrics`)]);
   t.same(answers.map((answer) => answer.status), [500, 500]);
-  t.notMatch(await answers[0]!.text(), /collector broke/, 'the error text stays in the log');
+  t.notMatch(await answers[0].text(), /collector broke/, 'the error text stays in the log');
   // Let any stray rejection surface before looking.
   await new Promise((resolve) => setImmediate(resolve));
   t.same(unhandled, [], 'no unhandled rejection');

@@ -3,7 +3,6 @@ import { TimestampSchema, type Timestamp } from '@bufbuild/protobuf/wkt';
 import t from 'tap';
 import { repairAll } from '../../src/admin/repair.js';
 import type { EnforcementResult } from '../../src/enforcement/enforcer.js';
-import type { SessionRecord } from '../../src/enforcement/decision.js';
 
 /** An instance whose creation times have microseconds (as ZITADEL's do), many of them shared. */
 function instance(users: number) {
@@ -20,7 +19,7 @@ function instance(users: number) {
     async listInstancePage(from: Timestamp | undefined, offset: number) {
       const matching = sessions.filter((s) => !from || cmp(s.created, from) >= 0);
       return matching.slice(offset, offset + 50).map((s) => ({
-        session: { id: s.id, userId: s.userId, organizationId: 'org', createdAt: undefined, expiresAt: undefined, verifiedAt: {} } as SessionRecord,
+        session: { id: s.id, userId: s.userId, organizationId: 'org', createdAt: undefined, expiresAt: undefined, verifiedAt: {} },
         created: s.created,
       }));
     },
