@@ -1,6 +1,10 @@
 # syntax=docker/dockerfile:1
+# Node 26, the Active LTS line (supported to April 2029), pinned to one release: the one .ci/run tests on (its
+# NODE_VERSION; test/unit/deploy.test.ts checks they agree). Node 20 reached end of life on 2026-04-30 and is no
+# longer supported.
+
 # Build: compile TypeScript with the dev dependencies.
-FROM node:20-bookworm-slim AS build
+FROM node:26.12.1-bookworm-slim AS build
 WORKDIR /app
 COPY package.json package-lock.json ./
 RUN npm ci --no-audit --no-fund
@@ -9,12 +13,12 @@ COPY src ./src
 RUN npm run build
 
 # Production dependencies only.
-FROM node:20-bookworm-slim AS deps
+FROM node:26.12.1-bookworm-slim AS deps
 WORKDIR /app
 COPY package.json package-lock.json ./
 RUN npm ci --omit=dev --no-audit --no-fund && npm cache clean --force
 
-FROM node:20-bookworm-slim
+FROM node:26.12.1-bookworm-slim
 ENV NODE_ENV=production
 WORKDIR /app
 COPY --from=deps /app/node_modules ./node_modules

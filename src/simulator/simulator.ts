@@ -112,7 +112,9 @@ export class ZitadelSimulator {
     this.#server = net.createServer({ noDelay: true }, (socket) => {
       this.#sockets.add(socket);
       socket.once('close', () => this.#sockets.delete(socket));
-      socket.once('data', (first) => {
+      // No encoding is set on the socket, so data arrives as a Buffer (@types/node 26 types it string | Buffer).
+      socket.once('data', (data) => {
+        const first = typeof data === 'string' ? Buffer.from(data) : data;
         const isHttp2 = first.subarray(0, HTTP2_PREFACE.length).equals(HTTP2_PREFACE);
         (isHttp2 ? this.#grpc : this.#rest).emit('connection', replaying(socket, first));
       });

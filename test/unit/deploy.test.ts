@@ -40,5 +40,16 @@ t.test('the image runs as a non-root user with production dependencies only', as
   t.match(finalStage, /^USER node$/m);
   t.match(dockerfile, /npm ci --omit=dev/);
   t.match(finalStage, /COPY --from=deps \/app\/node_modules/);
-  t.match(finalStage, /FROM node:20-bookworm-slim/);
+  t.match(finalStage, /^FROM node:\d+\.\d+\.\d+-bookworm-slim$/m, 'the base image is pinned to one Node release');
+});
+
+t.test('the image, CI and engines.node name one Node release line', async (t) => {
+  const images = [...dockerfile.matchAll(/^FROM node:(\S+?)-bookworm-slim\b/gm)].map((m) => m[1]);
+  t.equal(images.length, 3, 'build, deps and the final stage');
+  t.same(new Set(images).size, 1, `every stage on one Node: ${images.join(', ')}`);
+  const ci = /^NODE_VERSION=(\S+)$/m.exec(read('.ci/run'))?.[1];
+  t.equal(images[0], ci, 'CI tests on the Node the image runs');
+  const major = ci?.split('.')[0];
+  t.equal(pkg.engines.node, `>=${major}`, 'engines.node admits that line and nothing older');
+  t.equal(pkg.devDependencies['@types/node'].replace(/^\^/, '').split('.')[0], major, '@types/node describes that Node');
 });
