@@ -6,24 +6,39 @@ import { Http2SessionManager } from '@connectrpc/connect-node';
  * What happens when ZITADEL_URL does not speak gRPC over HTTP/2 (a plain HTTP/1.1 server, a proxy that only speaks
  * HTTP/1.1): Node's HTTP/2 client fails with ERR_HTTP2_ERROR "Protocol error", which the Connect transport surfaces
  * as `Code.Internal`. It is not ZITADEL refusing a call: nothing answered that speaks its protocol, so it is
- * "unreachable", handled in one place for the service, `doctor` and `enforce`.
+ * "unreachable", handled in one place for the service, `doctor` and `enforce`. The same holds for a TLS connection
+ * that fails (a certificate not trusted, https:// to a plain port): nothing of ZITADEL answered.
  */
 
 /** The Node error codes of an HTTP/2 connection that broke on the protocol, not on an answer. */
 const PROTOCOL_FAILURES = new Set(['ERR_HTTP2_ERROR', 'ERR_HTTP2_SESSION_ERROR', 'ERR_HTTP2_STREAM_ERROR']);
 
-/** True when a failed call never got a gRPC answer because the peer does not speak HTTP/2 (or broke it). */
-export function isProtocolFailure(error: unknown): boolean {
-  if (!(error instanceof ConnectError) || error.code !== Code.Internal) return false;
+/**
+ * Node's codes for a TLS connection that failed before any answer: OpenSSL's (`ERR_SSL_WRONG_VERSION_NUMBER` for
+ * https:// to a plain port), Node's (`ERR_TLS_CERT_ALTNAME_INVALID`), and certificate verification
+ * (`DEPTH_ZERO_SELF_SIGNED_CERT`, `UNABLE_TO_VERIFY_LEAF_SIGNATURE`, `CERT_HAS_EXPIRED`, ...).
+ */
+const TLS_FAILURE = /^(ERR_SSL_|ERR_TLS_|CERT_|DEPTH_ZERO_|SELF_SIGNED_|UNABLE_TO_(GET|VERIFY|DECRYPT)_|HOSTNAME_MISMATCH)/;
+
+/** What broke the connection before ZITADEL could answer: its protocol (HTTP/2), TLS, or nothing of the kind. */
+export function connectionFailureOf(error: unknown): { kind: 'http2' | 'tls'; code: string } | undefined {
+  if (!(error instanceof ConnectError) || error.code !== Code.Internal) return undefined;
   // A stream reset by the peer with PROTOCOL_ERROR and the like: connect-node's own wording.
-  if (/^http\/2 stream closed with error code /.test(error.rawMessage)) return true;
+  if (/^http\/2 stream closed with error code /.test(error.rawMessage)) return { kind: 'http2', code: 'stream reset' };
   const seen = new Set<unknown>();
   for (let cause: unknown = error.cause; cause instanceof Error && !seen.has(cause); cause = cause.cause) {
     seen.add(cause);
     const code = (cause as NodeJS.ErrnoException).code;
-    if (typeof code === 'string' && PROTOCOL_FAILURES.has(code)) return true;
+    if (typeof code !== 'string') continue;
+    if (PROTOCOL_FAILURES.has(code)) return { kind: 'http2', code };
+    if (TLS_FAILURE.test(code)) return { kind: 'tls', code };
   }
-  return false;
+  return undefined;
+}
+
+/** True when a failed call never got a gRPC answer because the peer does not speak HTTP/2 (or broke it) or TLS failed. */
+export function isProtocolFailure(error: unknown): boolean {
+  return connectionFailureOf(error) !== undefined;
 }
 
 /** Re-codes a protocol failure as `Unavailable` (retried within the budget, answered 503, "unreachable"). */
@@ -31,10 +46,15 @@ export const protocolFailureAsUnavailable: Interceptor = (next) => async (reques
   try {
     return await next(request);
   } catch (error) {
-    if (!isProtocolFailure(error)) throw error;
+    const failure = connectionFailureOf(error);
+    if (!failure) throw error;
+    const detail = (error as ConnectError).rawMessage;
     throw new ConnectError(
-      `ZITADEL_URL does not speak gRPC over HTTP/2 (${(error as ConnectError).rawMessage}): check that it points at ZITADEL ` +
-        'itself, or at a proxy that passes HTTP/2 (h2c for http://) through',
+      failure.kind === 'tls'
+        ? `TLS to ZITADEL_URL failed (${failure.code}: ${detail}): if ZITADEL's certificate comes from your own ` +
+            'certificate authority, trust it with NODE_EXTRA_CA_CERTS; check that the scheme (https:// or http://) is the one ZITADEL serves'
+        : `ZITADEL_URL does not speak gRPC over HTTP/2 (${detail}): check that it points at ZITADEL itself, or at a proxy ` +
+            'that passes HTTP/2 (h2c for http://) through',
       Code.Unavailable,
       undefined,
       undefined,

@@ -2,6 +2,7 @@ import http from 'node:http';
 import type { AddressInfo } from 'node:net';
 import t from 'tap';
 import { fixtureFor } from '../helpers/payloads.js';
+import { ZitadelSimulator } from '../../src/simulator/index.js';
 import { startStack } from '../helpers/stack.js';
 
 t.test('ZITADEL_URL pointing at an HTTP/1.1 server: the webhook answers 503 ERR_ZITADEL_UNAVAILABLE, and the process lives on', async (t) => {
@@ -25,4 +26,22 @@ t.test('ZITADEL_URL pointing at an HTTP/1.1 server: the webhook answers 503 ERR_
   const failure = stack.logs.lines.find((line) => line.msg?.startsWith('webhook failed'));
   t.match(failure?.err?.message, /does not speak gRPC over HTTP\/2/, 'the log says what is wrong with ZITADEL_URL');
   t.notOk(stack.logs.lines.some((line) => line.configurationError), 'not reported as a token or permission problem');
+});
+
+t.test('TLS that fails (https:// to a plain HTTP/2 port): 503 ERR_ZITADEL_UNAVAILABLE and /readyz unreachable, never "check the token"', async (t) => {
+  const simulator = new ZitadelSimulator();
+  await simulator.listen();
+  t.teardown(() => simulator.close());
+  // The simulator speaks h2c: TLS to it fails before ZITADEL's protocol is ever spoken (as a wrong certificate does).
+  const url = simulator.url.replace(/^http:/, 'https:');
+  const stack = await startStack({ existingSimulator: simulator, env: () => ({ ZITADEL_URL: url, ENFORCE_BUDGET_MS: '500' }) });
+  t.teardown(() => stack.close());
+  const response = await stack.send(fixtureFor('02-password.set-session', 'any-session'));
+  t.equal(response.statusCode, 503);
+  t.equal(response.json().error, 'ERR_ZITADEL_UNAVAILABLE', 'unreachable, not refused');
+  const failure = stack.logs.lines.find((line) => line.msg?.startsWith('webhook failed'));
+  t.match(failure?.err?.message, /TLS to ZITADEL_URL failed/, 'the log says the TLS connection failed');
+  t.notOk(stack.logs.lines.some((line) => line.configurationError), 'not reported as a token or permission problem');
+  const ready = await stack.app.inject({ method: 'GET', url: '/readyz' });
+  t.same(ready.json().checks, { zitadel: 'unreachable' });
 });
