@@ -9,6 +9,7 @@ import { UsageError } from './usage-error.js';
 const DEFAULT_PORT = '8081';
 const DEFAULT_SERVICE_PORT = 8080;
 const DEFAULT_USER = 'alice@example.com:password';
+const DEFAULT_URL = `http://127.0.0.1:${DEFAULT_PORT}`;
 
 export const simulateHelp = `Usage: zitadel-session-limiter simulate [--port ${DEFAULT_PORT}] [--host 127.0.0.1] [--user LOGIN:PASSWORD ...]
                                       [--projection-lag MS|until-read] [--latency MS] [--seed N]
@@ -59,7 +60,7 @@ export function nextSteps(url: string, loginName: string, password: string, cli 
     '  2. Run the service against this simulator, with that key as ZITADEL_SIGNING_KEYS:',
     `       ZITADEL_URL=${url} ZITADEL_TOKEN=${DEFAULT_SIMULATOR_TOKEN} ZITADEL_SIGNING_KEYS=<the key register printed> SESSION_LIMIT=2 HOST=127.0.0.1 PORT=${DEFAULT_SERVICE_PORT} ${cli} serve`,
     '  3. Sign a user in (Login V2: CreateSession with the user, SetSession with the password), one device at a time:',
-    `       ${cli} simulate login ${loginName} --password ${password} --device phone --url ${url}`,
+    `       ${cli} simulate login ${loginName} --password ${password} --device phone${url === DEFAULT_URL ? '' : ` --url ${url}`}`,
     '     A third device evicts the least recently authenticated session: the service logs "enforced".',
     '  4. The repair sweep finds users over the limit (here, limit 1):',
     `       ZITADEL_URL=${url} ZITADEL_TOKEN=${DEFAULT_SIMULATOR_TOKEN} SESSION_LIMIT=1 ${cli} enforce --all --dry-run`,
@@ -141,7 +142,7 @@ async function loginCommand(argv: string[]): Promise<number> {
     options: {
       password: { type: 'string', default: 'password' },
       device: { type: 'string', default: 'laptop' },
-      url: { type: 'string', default: `http://127.0.0.1:${DEFAULT_PORT}` },
+      url: { type: 'string', default: DEFAULT_URL },
       token: { type: 'string', default: DEFAULT_SIMULATOR_TOKEN },
       help: { type: 'boolean', short: 'h' },
     },
