@@ -42,6 +42,8 @@ export interface SimExecution {
 
 export interface Delivery {
   targetId: string;
+  /** Where the executor POSTed (the target's endpoint at the time). */
+  endpoint: string;
   fullMethod: string;
   async: boolean;
   /** The exact bytes POSTed and their signature header (test double: kept so that tests can check them). */
@@ -50,6 +52,29 @@ export interface Delivery {
   status?: number;
   /** Why the call counts as failed, if it does: the error ZITADEL would return with interruptOnError. */
   failure?: ConnectError;
+  /** Milliseconds from the POST to the target's answer (or the failure), once finished. */
+  latencyMs?: number;
+}
+
+/**
+ * One line for a finished delivery: method, target, status, latency and outcome, never the body (it holds the
+ * password of the login and the session token) nor the signature.
+ */
+export function describeDelivery(delivery: Delivery): string {
+  const kind = delivery.async ? 'restAsync' : 'restWebhook';
+  const status = delivery.status === undefined ? 'no answer' : String(delivery.status);
+  const latency = delivery.latencyMs === undefined ? '' : ` in ${delivery.latencyMs} ms`;
+  const outcome = delivery.failure ? `failed: ${delivery.failure.rawMessage}` : 'ok';
+  return `webhook POST ${delivery.endpoint} (${delivery.fullMethod.split('/').at(-1)} response, ${kind}) -> ${status}${latency}: ${outcome}`;
+}
+
+/** A transport error's message with its cause's code (`fetch failed (ECONNREFUSED)`), never a bare `fetch failed`. */
+function transportFailure(error: unknown): string {
+  if (!(error instanceof Error)) return String(error);
+  if (error.name === 'TimeoutError') return `timed out (${error.message})`;
+  const cause = error.cause as { code?: unknown; message?: unknown } | undefined;
+  const detail = typeof cause?.code === 'string' ? cause.code : typeof cause?.message === 'string' ? cause.message : undefined;
+  return detail ? `${error.message} (${detail})` : error.message;
 }
 
 /** A new signing key like ZITADEL's: 36 letters and digits. */
@@ -106,9 +131,12 @@ export class ActionsRegistry implements ResponseExecutor {
   readonly deliveries: Delivery[] = [];
   readonly #state: SimulatorState;
   readonly #pending = new Set<Promise<void>>();
+  readonly #onDelivery: ((delivery: Delivery) => void) | undefined;
 
-  constructor(state: SimulatorState) {
+  /** `onDelivery`: called once per webhook when it finished (answered, failed or timed out). */
+  constructor(state: SimulatorState, onDelivery?: (delivery: Delivery) => void) {
     this.#state = state;
+    this.#onDelivery = onDelivery;
   }
 
   createTarget(init: { name: string; endpoint: string; timeout?: string; type?: TargetType; interruptOnError?: boolean }): SimTarget {
@@ -217,9 +245,10 @@ export class ActionsRegistry implements ResponseExecutor {
 
   async #deliver(target: SimTarget, fullMethod: string, body: string, async: boolean): Promise<{ delivery: Delivery; text: string }> {
     const signature = signPayload(body, target.signingKey);
-    const delivery: Delivery = { targetId: target.id, fullMethod, async, body, signature };
+    const delivery: Delivery = { targetId: target.id, endpoint: target.endpoint, fullMethod, async, body, signature };
     this.deliveries.push(delivery);
     let text = '';
+    const started = performance.now();
     try {
       const response = await fetch(target.endpoint, {
         method: 'POST',
@@ -237,8 +266,10 @@ export class ActionsRegistry implements ResponseExecutor {
       }
     } catch (error) {
       // A timeout or connection error is a plain Go error in ZITADEL: the caller sees Unknown.
-      delivery.failure = new ConnectError(error instanceof Error ? error.message : String(error), Code.Unknown);
+      delivery.failure = new ConnectError(transportFailure(error), Code.Unknown);
     }
+    delivery.latencyMs = Math.round(performance.now() - started);
+    this.#onDelivery?.(delivery);
     return { delivery, text };
   }
 

@@ -2,7 +2,7 @@
  * The ZITADEL simulator: the Session Service over gRPC with ZITADEL's semantics, the Actions v2 executor and the
  * v2 Action API, fault injection. For demos, for this project's tests and for yours.
  */
-export { ZitadelSimulator, DEFAULT_SIMULATOR_TOKEN, type SimulatorOptions } from './simulator.js';
+export { ZitadelSimulator, DEFAULT_SIMULATOR_TOKEN, WEBHOOK_LOG_PATH, type SimulatorOptions, type WebhookLogEntry } from './simulator.js';
 export {
   SimulatorState,
   DEFAULT_PROJECTION_LAG_MS,
@@ -22,6 +22,7 @@ export {
 export {
   ActionsRegistry,
   newSigningKey,
+  describeDelivery,
   type SimTarget,
   type SimExecution,
   type Condition,

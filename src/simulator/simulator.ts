@@ -10,7 +10,8 @@ import { ProjectService } from '@zitadel/proto/zitadel/project/v2beta/project_se
 import { UserService } from '@zitadel/proto/zitadel/user/v2/user_service_pb.js';
 import { SessionService } from '@zitadel/proto/zitadel/session/v2/session_service_pb.js';
 import { actionApiHandler, type ActionApiRequest } from './action-api.js';
-import { ActionsRegistry } from './actions.js';
+import { ActionsRegistry, describeDelivery, type Delivery } from './actions.js';
+import { authorize } from './calls.js';
 import { appServiceImpl, projectServiceImpl } from './app-service.js';
 import { organizationServiceImpl, userServiceImpl } from './metadata-service.js';
 import { tokenEndpoint } from './oauth.js';
@@ -32,6 +33,29 @@ export interface SimulatorOptions {
   now?: () => Date;
   /** The seed of the order of ties in ListSessions (default random; read it back from `state.seed`). */
   seed?: number;
+  /** Called once per webhook the executor sent, when it finished (`describeDelivery` makes it a log line). */
+  onDelivery?: (delivery: Delivery) => void;
+}
+
+/** `GET` it (any token with `action.target.read`): the webhooks sent so far, without bodies (`simulate login`). */
+export const WEBHOOK_LOG_PATH = '/simulator/webhooks';
+
+/** One webhook in the simulator's log as `WEBHOOK_LOG_PATH` serves it: no body, no signature. */
+export interface WebhookLogEntry {
+  /** Its position in the log; `?after=N` lists the entries after position N. */
+  index: number;
+  targetId: string;
+  endpoint: string;
+  fullMethod: string;
+  async: boolean;
+  status?: number;
+  latencyMs?: number;
+  /** The payload's size: what was sent, not what it holds. */
+  bytes: number;
+  signed: boolean;
+  /** `ok`, or why ZITADEL counts the call as failed. */
+  outcome: string;
+  line: string;
 }
 
 export const DEFAULT_SIMULATOR_TOKEN = 'simulator-token';
@@ -84,7 +108,7 @@ export class ZitadelSimulator {
 
   constructor(options: SimulatorOptions = {}) {
     this.state = new SimulatorState({ projectionMode: options.projectionMode, now: options.now, seed: options.seed });
-    this.actions = new ActionsRegistry(this.state);
+    this.actions = new ActionsRegistry(this.state, options.onDelivery);
     const tokens = options.tokens ?? { [DEFAULT_SIMULATOR_TOKEN]: ALL_PERMISSIONS };
     for (const [token, permissions] of Object.entries(tokens)) this.state.addToken(token, permissions);
 
@@ -105,6 +129,7 @@ export class ZitadelSimulator {
     const actionApi = actionApiHandler(this.state, this.actions, this.actionApiRequests);
     this.#rest = http.createServer((request, response) => {
       if (request.url?.startsWith('/oauth/v2/token')) void tokenEndpoint(this.state, this.url, request, response);
+      else if (request.method === 'GET' && request.url?.startsWith(WEBHOOK_LOG_PATH)) void this.#webhookLog(request, response);
       else actionApi(request, response);
     });
     // One port for both, as ZITADEL serves them: an HTTP/2 connection preface goes to gRPC, the rest to HTTP/1.1.
@@ -119,6 +144,32 @@ export class ZitadelSimulator {
         (isHttp2 ? this.#grpc : this.#rest).emit('connection', replaying(socket, first));
       });
     });
+  }
+
+  /** The webhooks sent after `?after=N`, once every async one started so far has finished. */
+  async #webhookLog(request: http.IncomingMessage, response: http.ServerResponse): Promise<void> {
+    try {
+      authorize(this.state, request.headers.authorization, 'action.target.read');
+    } catch (error) {
+      response.writeHead(401, { 'content-type': 'application/json' }).end(JSON.stringify({ message: (error as Error).message }));
+      return;
+    }
+    const after = Number(new URL(request.url ?? '/', 'http://simulator').searchParams.get('after') ?? '0') || 0;
+    await this.actions.settled();
+    const webhooks: WebhookLogEntry[] = this.actions.deliveries.slice(after).map((delivery, i) => ({
+      index: after + i + 1,
+      targetId: delivery.targetId,
+      endpoint: delivery.endpoint,
+      fullMethod: delivery.fullMethod,
+      async: delivery.async,
+      status: delivery.status,
+      latencyMs: delivery.latencyMs,
+      bytes: Buffer.byteLength(delivery.body),
+      signed: delivery.signature !== '',
+      outcome: delivery.failure ? `failed: ${delivery.failure.rawMessage}` : 'ok',
+      line: describeDelivery(delivery),
+    }));
+    response.writeHead(200, { 'content-type': 'application/json' }).end(JSON.stringify({ webhooks }));
   }
 
   /** The base URL to give `@zitadel/client` (ZITADEL_URL) and the Action API. */
