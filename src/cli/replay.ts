@@ -1,7 +1,15 @@
 import { readFile } from 'node:fs/promises';
+import { relative } from 'node:path';
+import { fileURLToPath } from 'node:url';
 import { parseArgs } from 'node:util';
 import { signPayload } from '../signature/sign.js';
 import { WEBHOOK_PATH } from '../routes.js';
+import { UsageError } from './usage-error.js';
+
+// One realistic payload per Login V2 step ships with the package (package.json "files"), beside dist/.
+const FIXTURES = fileURLToPath(new URL('../../test/fixtures/payloads/', import.meta.url));
+// From a clone, the short relative path; from an installed package, where the files are.
+const fixtures = relative(process.cwd(), FIXTURES).startsWith('..') ? FIXTURES : `${relative(process.cwd(), FIXTURES)}/`;
 
 export const replayHelp = `Usage: zitadel-session-limiter replay FILE --url URL [--key KEY] [--timestamp UNIX_SECONDS]
 
@@ -14,7 +22,8 @@ FILE "-" reads standard input. The bytes are sent unchanged: edit the file, not 
   --timestamp SECS   sign at this unix time instead of now (to test the tolerance window)
 
 Exit code 0 for a 2xx answer, 1 otherwise, 2 for bad arguments.
-Example: zitadel-session-limiter replay test/fixtures/payloads/02-password.set-session.json --url http://localhost:8080`;
+Payloads for every Login V2 step (placeholders, no secrets): ${fixtures}
+Example: zitadel-session-limiter replay ${fixtures}02-password.set-session.json --url http://localhost:8080`;
 
 export interface ReplayResult {
   status: number;
@@ -66,12 +75,8 @@ export async function replayCommand(argv: string[]): Promise<number> {
     !values.url && '--url is required',
     !key && '--key is required (or set ZITADEL_SIGNING_KEYS)',
     values.timestamp !== undefined && !/^\d+$/.test(values.timestamp) && '--timestamp must be unix seconds',
-  ].filter(Boolean);
-  if (problems.length > 0) {
-    for (const problem of problems) console.error(`replay: ${problem}`);
-    console.error('Run "zitadel-session-limiter replay --help" for usage.');
-    return 2;
-  }
+  ].filter((problem) => typeof problem === 'string');
+  if (problems.length > 0) throw new UsageError(problems);
   const body = await readInput(positionals[0]!);
   const result = await replay(body, values.url!, key!, values.timestamp === undefined ? undefined : Number(values.timestamp));
   console.log(result.error ? `${result.status} ${result.error}: ${result.message ?? ''}` : String(result.status));

@@ -89,10 +89,7 @@ export async function simulateCommand(argv: string[]): Promise<number> {
   const lag = values['projection-lag'] === 'until-read' ? undefined : values['projection-lag'];
   const numbers = { port: values.port, 'projection-lag': lag, latency: values.latency, seed: values.seed };
   for (const [name, value] of Object.entries(numbers)) {
-    if (value !== undefined && !/^\d+$/.test(value)) {
-      console.error(`simulate: --${name} must be a whole number`);
-      return 2;
-    }
+    if (value !== undefined && !/^\d+$/.test(value)) throw new UsageError([`--${name} must be a whole number`]);
   }
   const simulator = new ZitadelSimulator({
     projectionMode: values['projection-lag'] === 'until-read' ? 'until-read' : lag === undefined ? undefined : Number(lag),
@@ -151,13 +148,13 @@ async function loginCommand(argv: string[]): Promise<number> {
     console.log(simulateHelp);
     return 0;
   }
-  if (positionals.length !== 1) throw new UsageError(['simulate login: give exactly one LOGIN_NAME, e.g. simulate login alice@example.com --device phone']);
+  if (positionals.length !== 1) throw new UsageError(['give exactly one LOGIN_NAME, e.g. simulate login alice@example.com --device phone']);
   const loginName = positionals[0]!;
   let url: URL;
   try {
     url = new URL(values.url);
   } catch {
-    throw new UsageError([`simulate login: --url must be the simulator's URL, e.g. http://127.0.0.1:${DEFAULT_PORT}`]);
+    throw new UsageError([`--url must be the simulator's URL, e.g. http://127.0.0.1:${DEFAULT_PORT}`]);
   }
   const base = url.origin;
   let seen: number;
@@ -166,7 +163,7 @@ async function loginCommand(argv: string[]): Promise<number> {
   } catch (error) {
     const cause = (error as { cause?: { code?: string } }).cause?.code;
     console.error(
-      `simulate login: cannot reach the simulator at ${base}${cause ? ` (${cause})` : ''}: ` +
+      `error: cannot reach the simulator at ${base}${cause ? ` (${cause})` : ''}: ` +
         `start it with "simulate" in another terminal, or pass its address with --url`,
     );
     return 1;
