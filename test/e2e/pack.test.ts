@@ -1,6 +1,6 @@
 import { spawn } from 'node:child_process';
 import { existsSync, readFileSync } from 'node:fs';
-import { mkdtemp, rm } from 'node:fs/promises';
+import { mkdir, mkdtemp, rm } from 'node:fs/promises';
 import { tmpdir } from 'node:os';
 import path from 'node:path';
 import t from 'tap';
@@ -37,6 +37,7 @@ t.test('npm pack, then a global install, gives a working zitadel-session-limiter
   const files = new Set(tarball!.files.map((file) => file.path));
 
   t.ok(files.has('LICENSE'), 'ships LICENSE');
+  t.ok(files.has('CHANGELOG.md'), 'ships CHANGELOG.md');
   t.match(readFileSync(path.join(ROOT, 'LICENSE'), 'utf8'), /Apache License\s+Version 2\.0, January 2004/, 'the Apache-2.0 text');
   t.ok(files.has('dist/cli/index.js'), 'ships the built CLI');
   t.notOk([...files].some((file) => file.endsWith('.tsbuildinfo')), 'no .tsbuildinfo');
@@ -50,7 +51,7 @@ t.test('npm pack, then a global install, gives a working zitadel-session-limiter
 
   const installed = await run('npm', ['install', '-g', '--prefix', prefix, '--no-audit', '--no-fund', '--prefer-offline', path.join(dir, tarball!.filename)], dir);
   t.equal(installed.code, 0, 'npm install -g', { stderr: installed.stderr });
-  await import('node:fs/promises').then((fs) => fs.mkdir(home));
+  await mkdir(home);
   const bin = path.join(prefix, 'bin', 'zitadel-session-limiter');
 
   const version = await run(bin, ['--version'], home);
