@@ -38,16 +38,7 @@ const bodies = fc.oneof(
   fc.constantFrom(...fixtureNames()).map((name) => Buffer.from(fixtureFor(name, '300000000000000100'))),
   fc
     .tuple(fc.constantFrom(...fixtureNames()), fc.array(fc.tuple(fc.nat(), fc.integer({ min: 0, max: 255 }), fc.constantFrom('flip', 'cut', 'insert')), { maxLength: 6 }))
-    .map(([name, edits]) => {
-      let bytes = Buffer.from(fixtureFor(name, '300000000000000100'));
-      for (const [at, value, kind] of edits) {
-        const i = at % Math.max(1, bytes.length);
-        if (kind === 'flip') bytes[i] = value;
-        else if (kind === 'cut') bytes = bytes.subarray(0, i);
-        else bytes = Buffer.concat([bytes.subarray(0, i), Buffer.from([value]), bytes.subarray(i)]);
-      }
-      return bytes;
-    }),
+    .map(([name, edits]) => edit(Buffer.from(fixtureFor(name, '300000000000000100')), edits)),
   fc.jsonValue().map((value) => Buffer.from(JSON.stringify(value) ?? 'null')),
   fc
     .record({ fullMethod: fc.oneof(fc.constantFrom('/zitadel.session.v2.SessionService/CreateSession', '/zitadel.session.v2.SessionService/SetSession'), printable(60)), request: fc.jsonValue(), response: fc.jsonValue() })

@@ -96,28 +96,18 @@ t.test('deny-new: a returning session is never denied, not even over a lowered l
 
 t.test('deny-new: several new logins in one decision are admitted in arrival order while room is left', async (t) => {
   const sessions = [s('old', 50), s('first', 1), s('second', 0)];
-  const decision = chooseEvictions({
-    userId: 'alice',
-    sessions,
-    now: NOW,
-    policy: { limit: 2, onLimit: 'deny-new' },
-    triggers: [
-      { id: 'second', newLogin: true },
-      { id: 'first', newLogin: true },
-    ],
-  });
+  const deny = (triggers: { id: string; newLogin: boolean }[]) =>
+    chooseEvictions({ userId: 'alice', sessions, now: NOW, policy: { limit: 2, onLimit: 'deny-new' }, triggers });
+  const decision = deny([
+    { id: 'second', newLogin: true },
+    { id: 'first', newLogin: true },
+  ]);
   t.same(ids(decision.deny), ['first'], 'the one that arrived first took the last place');
   t.equal(decision.units, 2);
-  const returningFirst = chooseEvictions({
-    userId: 'alice',
-    sessions,
-    now: NOW,
-    policy: { limit: 2, onLimit: 'deny-new' },
-    triggers: [
-      { id: 'first', newLogin: false },
-      { id: 'second', newLogin: true },
-    ],
-  });
+  const returningFirst = deny([
+    { id: 'first', newLogin: false },
+    { id: 'second', newLogin: true },
+  ]);
   t.same(ids(returningFirst.deny), ['second'], 'a returning session counts before any new login');
 });
 
