@@ -5,6 +5,7 @@ import { createSessionServiceClient, createUserServiceClient } from '@zitadel/cl
 import { AppService } from '@zitadel/proto/zitadel/app/v2beta/app_service_pb.js';
 import { OIDCGrantType, OIDCTokenType } from '@zitadel/proto/zitadel/app/v2beta/oidc_pb.js';
 import { ProjectService } from '@zitadel/proto/zitadel/project/v2beta/project_service_pb.js';
+import { describeFetchFailure } from '../net-failure.js';
 import { signPayload } from '../signature/sign.js';
 import type { ActionApi, Target } from '../zitadel/action-api.js';
 import { UNAVAILABLE_CODES } from '../zitadel/failures.js';
@@ -161,7 +162,7 @@ async function checkEndpoint(endpoint: string, key: string | undefined): Promise
     const hint = response.status === 401 ? ': the service does not accept the target\'s key; check ZITADEL_SIGNING_KEYS' : '';
     return { status: 'FAIL', check: 'endpoint', detail: `${endpoint} answered ${response.status} ${code}${hint}` };
   } catch (error) {
-    return { status: 'FAIL', check: 'endpoint', detail: `${endpoint} could not be reached: ${(error as Error).message}` };
+    return { status: 'FAIL', check: 'endpoint', detail: describeFetchFailure(endpoint, error) };
   }
 }
 
@@ -194,6 +195,10 @@ async function checkApplications(transport: Transport): Promise<CheckResult[]> {
       results.push({ status: 'PASS', check: 'applications', detail: `${oidcApps} OIDC app(s): an eviction signs their devices out` });
     }
   } catch (error) {
+    if (UNAVAILABLE_CODES.has(codeOf(error))) {
+      results.push({ status: 'SKIP', check: 'applications', detail: 'ZITADEL could not be reached (see above)' });
+      return results;
+    }
     results.push({
       status: 'WARN',
       check: 'applications',

@@ -2,6 +2,7 @@ import { readFile } from 'node:fs/promises';
 import { relative } from 'node:path';
 import { fileURLToPath } from 'node:url';
 import { parseArgs } from 'node:util';
+import { describeFetchFailure } from '../net-failure.js';
 import { signPayload } from '../signature/sign.js';
 import { WEBHOOK_PATH } from '../routes.js';
 import { UsageError } from './usage-error.js';
@@ -35,11 +36,16 @@ export interface ReplayResult {
 export async function replay(body: Buffer, url: string, key: string, timestamp?: number): Promise<ReplayResult> {
   const target = new URL(url);
   if (target.pathname === '/' || target.pathname === '') target.pathname = WEBHOOK_PATH;
-  const response = await fetch(target, {
-    method: 'POST',
-    headers: { 'content-type': 'application/json', 'zitadel-signature': signPayload(body, key, { timestamp }) },
-    body,
-  });
+  let response: Response;
+  try {
+    response = await fetch(target, {
+      method: 'POST',
+      headers: { 'content-type': 'application/json', 'zitadel-signature': signPayload(body, key, { timestamp }) },
+      body,
+    });
+  } catch (error) {
+    throw new Error(`${describeFetchFailure(target, error)}; is the service running there (npm start)?`, { cause: error });
+  }
   const text = await response.text();
   try {
     const json = JSON.parse(text) as { error?: unknown; message?: unknown };

@@ -3,6 +3,7 @@ import { parseArgs } from 'node:util';
 import { ConnectError } from '@connectrpc/connect';
 import { createServerTransport } from '@zitadel/client/node';
 import { createSessionServiceClient } from '@zitadel/client/v2';
+import { describeFetchFailure } from '../net-failure.js';
 import { DEFAULT_SIMULATOR_TOKEN, WEBHOOK_LOG_PATH, ZitadelSimulator, describeDelivery, type WebhookLogEntry } from '../simulator/index.js';
 import { UsageError } from './usage-error.js';
 
@@ -119,7 +120,10 @@ export async function simulateCommand(argv: string[]): Promise<number> {
 
 /** The simulator's webhook log after position `after` (no bodies), or why it could not be read. */
 async function webhooksAfter(url: string, token: string, after: number): Promise<WebhookLogEntry[]> {
-  const response = await fetch(`${url}${WEBHOOK_LOG_PATH}?after=${after}`, { headers: { authorization: `Bearer ${token}` } });
+  const log = `${url}${WEBHOOK_LOG_PATH}?after=${after}`;
+  const response = await fetch(log, { headers: { authorization: `Bearer ${token}` } }).catch((error: unknown) => {
+    throw new Error(`${describeFetchFailure(log, error)}; is "zitadel-session-limiter simulate" running there?`, { cause: error });
+  });
   if (!response.ok) throw new Error(`the simulator's webhook log answered ${response.status}: is ${url} a zitadel-session-limiter simulator?`);
   return ((await response.json()) as { webhooks: WebhookLogEntry[] }).webhooks;
 }

@@ -1,4 +1,5 @@
 import { z } from 'zod';
+import { describeFetchFailure } from '../net-failure.js';
 
 /**
  * A thin client for ZITADEL's v2 Action API as JSON over HTTPS (the npm proto ships only v2beta). Used by the
@@ -26,15 +27,16 @@ export interface TargetSpec {
 }
 
 export class ActionApiError extends Error {
-  readonly status: number;
-  constructor(what: string, status: number, message: string) {
+  /** The HTTP status ZITADEL answered; undefined when nothing answered. */
+  readonly status: number | undefined;
+  constructor(what: string, status: number | undefined, message: string) {
     const hint =
       status === 401
         ? ' Check ZITADEL_ADMIN_TOKEN.'
         : status === 403
           ? ' The admin token needs IAM_OWNER (action.target.write, action.execution.write).'
           : '';
-    super(`${what} failed: ${status} ${message}.${hint}`);
+    super(`${what} failed: ${status === undefined ? '' : `${status} `}${message}.${hint}`);
     this.name = 'ActionApiError';
     this.status = status;
   }
@@ -114,7 +116,7 @@ export class ActionApi {
         signal: AbortSignal.timeout(this.#timeoutMs),
       });
     } catch (error) {
-      throw new ActionApiError(what, 0, `ZITADEL could not be reached (${(error as Error).message}); check ZITADEL_URL`);
+      throw new ActionApiError(what, undefined, `${describeFetchFailure(`${this.#baseUrl}${path}`, error)}; check ZITADEL_URL`);
     }
     const json: unknown = await response.json().catch(() => ({}));
     if (!response.ok) throw new ActionApiError(what, response.status, errorJson.safeParse(json).data?.message ?? response.statusText);

@@ -3,6 +3,7 @@ import { readFileSync } from 'node:fs';
 import { Code, ConnectError } from '@connectrpc/connect';
 import { SignJWT } from 'jose';
 import { z } from 'zod';
+import { describeFetchFailure } from '../net-failure.js';
 
 /** Where the bearer token for ZITADEL calls comes from. */
 export interface AccessTokenSource {
@@ -143,7 +144,7 @@ export class JwtProfileToken implements AccessTokenSource {
       });
     } catch (error) {
       // As a gRPC status, so that a failed token fetch reads like the call it blocked: unreachable → 503.
-      throw new ConnectError(`ZITADEL's /oauth/v2/token could not be reached: ${(error as Error).message}`, Code.Unavailable);
+      throw new ConnectError(`ZITADEL's token endpoint: ${describeFetchFailure(`${issuer}/oauth/v2/token`, error)}`, Code.Unavailable);
     }
     const body = (await response.json().catch(() => ({}))) as { access_token?: unknown; expires_in?: unknown; error?: unknown };
     if (!response.ok || typeof body.access_token !== 'string') {

@@ -1,6 +1,7 @@
 import type * as http2 from 'node:http2';
 import { Code, ConnectError, type Interceptor } from '@connectrpc/connect';
 import { Http2SessionManager } from '@connectrpc/connect-node';
+import { TLS_FAILURE } from '../net-failure.js';
 
 /**
  * What happens when ZITADEL_URL does not speak gRPC over HTTP/2 (a plain HTTP/1.1 server, a proxy that only speaks
@@ -12,13 +13,6 @@ import { Http2SessionManager } from '@connectrpc/connect-node';
 
 /** The Node error codes of an HTTP/2 connection that broke on the protocol, not on an answer. */
 const PROTOCOL_FAILURES = new Set(['ERR_HTTP2_ERROR', 'ERR_HTTP2_SESSION_ERROR', 'ERR_HTTP2_STREAM_ERROR']);
-
-/**
- * Node's codes for a TLS connection that failed before any answer: OpenSSL's (`ERR_SSL_WRONG_VERSION_NUMBER` for
- * https:// to a plain port), Node's (`ERR_TLS_CERT_ALTNAME_INVALID`), and certificate verification
- * (`DEPTH_ZERO_SELF_SIGNED_CERT`, `UNABLE_TO_VERIFY_LEAF_SIGNATURE`, `CERT_HAS_EXPIRED`, ...).
- */
-const TLS_FAILURE = /^(ERR_SSL_|ERR_TLS_|CERT_|DEPTH_ZERO_|SELF_SIGNED_|UNABLE_TO_(GET|VERIFY|DECRYPT)_|HOSTNAME_MISMATCH)/;
 
 /** What broke the connection before ZITADEL could answer: its protocol (HTTP/2), TLS, or nothing of the kind. */
 export function connectionFailureOf(error: unknown): { kind: 'http2' | 'tls'; code: string } | undefined {
