@@ -23,7 +23,9 @@ ENV NODE_ENV=production
 WORKDIR /app
 COPY --from=deps /app/node_modules ./node_modules
 COPY --from=build /app/dist ./dist
-COPY package.json ./
+COPY package.json LICENSE ./
+# The Login V2 payloads (placeholders, no secrets) that `replay --help` points at.
+COPY test/fixtures/payloads ./test/fixtures/payloads
 # The CLI (doctor, register, enforce ...) inside the machine: fly ssh console -C "zitadel-session-limiter doctor"
 RUN chmod +x dist/cli/index.js && ln -s /app/dist/cli/index.js /usr/local/bin/zitadel-session-limiter
 USER node

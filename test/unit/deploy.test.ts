@@ -53,3 +53,29 @@ t.test('the image, CI and engines.node name one Node release line', async (t) =>
   t.equal(pkg.engines.node, `>=${major}`, 'engines.node admits that line and nothing older');
   t.equal(pkg.devDependencies['@types/node'].replace(/^\^/, '').split('.')[0], major, '@types/node describes that Node');
 });
+
+/**
+ * Whether .dockerignore keeps `path` out of the build context: its last matching line wins, `!` lets a path back in.
+ * Enough for the plain paths and `*` this file uses (Docker's own matching is Go's filepath.Match per segment).
+ */
+function dockerIgnores(path: string): boolean {
+  let ignored = false;
+  for (const raw of read('.dockerignore').split('\n')) {
+    const line = raw.trim();
+    if (!line || line.startsWith('#')) continue;
+    const negated = line.startsWith('!');
+    const pattern = new RegExp(`^${(negated ? line.slice(1) : line).replace(/[.+?^${}()|[\]\\]/g, '\\$&').replace(/\*/g, '[^/]*')}(/|$)`);
+    if (pattern.test(path)) ignored = !negated;
+  }
+  return ignored;
+}
+
+t.test('the image holds the payloads that replay --help points at (#13)', async (t) => {
+  const finalStage = dockerfile.slice(dockerfile.lastIndexOf('\nFROM '));
+  const fixtures = 'test/fixtures/payloads';
+  t.ok(pkg.files.includes(fixtures), 'the npm package ships them');
+  t.match(finalStage, new RegExp(`^COPY ${fixtures} \\./${fixtures}$`, 'm'), 'the final stage copies them where replay looks');
+  t.notOk(dockerIgnores(`${fixtures}/02-password.set-session.json`), '.dockerignore lets them into the build context');
+  t.ok(dockerIgnores('test/unit/deploy.test.ts'), 'the other tests stay out of it');
+  t.ok(dockerIgnores('node_modules/fastify/package.json'));
+});
