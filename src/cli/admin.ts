@@ -12,7 +12,7 @@ const ADMIN_ENV = `Environment:
   ZITADEL_ADMIN_TOKEN   a token with IAM_OWNER (only that role may write targets and executions); keep it apart
                         from the service's runtime token`;
 
-export const registerHelp = `Usage: zitadel-session-limiter register --endpoint URL [--name ${DEFAULT_NAME}] [--type async|webhook]
+export const registerHelp = `Usage: zitadel-session-limiter register --endpoint URL [--name ${DEFAULT_NAME}] [--type webhook|async]
                                       [--interrupt-on-error] [--deny-new] [--timeout 10s] [--json]
 
 Creates the Actions v2 target (or updates the one with that name) and binds it to the responses of
@@ -22,11 +22,12 @@ ZITADEL_SIGNING_KEYS.
 
   --endpoint URL         the service's webhook, e.g. https://session-limiter.fly.dev/webhooks/zitadel
   --name NAME            target name                                            default ${DEFAULT_NAME}
-  --type async|webhook   default async
+  --type webhook|async   default webhook
+        webhook  (restWebhook, recommended) ZITADEL waits for the enforcement (a few ms plus three ZITADEL
+                 calls): the limit holds when the login completes; required for deny-new. A failure of this
+                 service is only logged by ZITADEL and the login goes on (unless --interrupt-on-error).
         async    (restAsync) ZITADEL does not wait: no added login latency, failures only logged by ZITADEL;
                  the limit holds a moment after the login instead of before ZITADEL answers it.
-        webhook  (restWebhook) ZITADEL waits for the enforcement (a few ms plus three ZITADEL calls):
-                 the limit holds when the login completes; required for deny-new.
   --interrupt-on-error   webhook only: a failure of this service fails the user's login. Choose it only if
                          "no login without enforcement" matters more than availability.
   --deny-new             for ON_LIMIT=deny-new: the same as --type webhook --interrupt-on-error, so that the
@@ -93,7 +94,7 @@ export async function registerCommand(argv: string[]): Promise<number> {
     options: {
       endpoint: { type: 'string' },
       name: { type: 'string', default: DEFAULT_NAME },
-      type: { type: 'string', default: 'async' },
+      type: { type: 'string', default: 'webhook' },
       'interrupt-on-error': { type: 'boolean', default: false },
       'deny-new': { type: 'boolean', default: false },
       timeout: { type: 'string', default: '10s' },

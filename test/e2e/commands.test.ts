@@ -237,6 +237,9 @@ t.test('register and doctor from the command line: idempotent register, a FAIL l
   const created = JSON.parse(first.stdout);
   t.equal(created.created, true);
   t.match(created.signingKey, /^[A-Za-z0-9]{36}$/);
+  const target = simulator.actions.targets.get(created.targetId);
+  // The production checklist recommends a waiting webhook that does not interrupt the login: the default (#13 §2).
+  t.same([target?.type, target?.interruptOnError], ['restWebhook', false], 'the default type is the recommended one');
   const again = await cli(admin, 'register', '--endpoint', endpoint);
   t.equal(again.code, 0);
   t.match(again.stdout, /target "session-limiter" \(\d+\): unchanged/);
