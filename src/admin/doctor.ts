@@ -5,19 +5,13 @@ import { createSessionServiceClient, createUserServiceClient } from '@zitadel/cl
 import { AppService } from '@zitadel/proto/zitadel/app/v2beta/app_service_pb.js';
 import { OIDCGrantType, OIDCTokenType } from '@zitadel/proto/zitadel/app/v2beta/oidc_pb.js';
 import { ProjectService } from '@zitadel/proto/zitadel/project/v2beta/project_service_pb.js';
-import { describeFetchFailure } from '../net-failure.js';
-import { signPayload } from '../signature/sign.js';
 import type { ActionApi, Target } from '../zitadel/action-api.js';
 import { UNAVAILABLE_CODES } from '../zitadel/failures.js';
 import { METHODS, shortMethod } from './registration.js';
 
-export type Status = 'PASS' | 'FAIL' | 'WARN' | 'SKIP';
+import { checkEndpoint, type CheckResult, type Status } from './endpoint-check.js';
 
-export interface CheckResult {
-  status: Status;
-  check: string;
-  detail: string;
-}
+export type { CheckResult, Status };
 
 export interface DoctorInputs {
   zitadelUrl: string;
@@ -143,27 +137,6 @@ export async function runDoctor(inputs: DoctorInputs): Promise<CheckResult[]> {
   // 4. Applications where an eviction does not really sign the device out.
   if (inputs.admin) results.push(...(await checkApplications(inputs.admin.transport)));
   return results;
-}
-
-async function checkEndpoint(endpoint: string, key: string | undefined): Promise<CheckResult> {
-  if (!key) return { status: 'SKIP', check: 'endpoint', detail: 'no signing key to sign with' };
-  // A payload for a method the service ignores: it answers 204 and calls nothing.
-  const body = JSON.stringify({ fullMethod: '/zitadel_session_limiter.Doctor/Check', request: {}, response: {} });
-  try {
-    const response = await fetch(endpoint, {
-      method: 'POST',
-      headers: { 'content-type': 'application/json', 'zitadel-signature': signPayload(body, key) },
-      body,
-      signal: AbortSignal.timeout(10_000),
-    });
-    const text = await response.text();
-    if (response.status === 204) return { status: 'PASS', check: 'endpoint', detail: `${endpoint} accepted a signed request` };
-    const code = /"error":"(\w+)"/.exec(text)?.[1] ?? '';
-    const hint = response.status === 401 ? ': the service does not accept the target\'s key; check ZITADEL_SIGNING_KEYS' : '';
-    return { status: 'FAIL', check: 'endpoint', detail: `${endpoint} answered ${response.status} ${code}${hint}` };
-  } catch (error) {
-    return { status: 'FAIL', check: 'endpoint', detail: describeFetchFailure(endpoint, error) };
-  }
 }
 
 async function checkApplications(transport: Transport): Promise<CheckResult[]> {

@@ -1,5 +1,6 @@
 import { CREATE_SESSION, SET_SESSION } from '../payload.js';
 import type { ActionApi, Target, TargetSpec } from '../zitadel/action-api.js';
+import { checkEndpoint } from './endpoint-check.js';
 
 /** The two response executions the service must be bound to. */
 export const METHODS = [CREATE_SESSION, SET_SESSION] as const;
@@ -105,7 +106,7 @@ export type RotationResult =
  * deploys; (2) `finish` swaps the executions over to it (every receiver already accepts both keys), deletes the
  * old target and gives the new one the old name; the operator then drops the old key.
  */
-export async function rotateKey(api: ActionApi, name: string, finish: boolean): Promise<RotationResult> {
+export async function rotateKey(api: ActionApi, name: string, finish: boolean, options: { endpoint?: string } = {}): Promise<RotationResult> {
   const nextName = `${name}${NEXT_SUFFIX}`;
   const current = await api.findTarget(name);
   const next = await api.findTarget(nextName);
@@ -122,9 +123,26 @@ export async function rotateKey(api: ActionApi, name: string, finish: boolean): 
     return { phase: 'started', currentId: current.id, nextId: created.id, nextName, signingKey: created.signingKey };
   }
   if (!next) throw new Error(`no target named "${nextName}": start the rotation with "rotate-key --name ${name}" first`);
+  await proveServiceHoldsKey(options.endpoint ?? next.endpoint, next.signingKey);
   const executions: ExecutionChange[] = [];
   for (const method of METHODS) executions.push(await bind(api, method, next.id, current?.id));
   if (current) await api.deleteTarget(current.id);
   await api.updateTarget(next.id, { name });
   return { phase: 'finished', oldId: current?.id ?? '', newId: next.id, executions };
+}
+
+/**
+ * Before ZITADEL signs with the new key, the service must accept it: a request signed with it, as `doctor` sends
+ * one, must be answered 204. Otherwise every webhook would be refused after the switch, so nothing is changed.
+ */
+async function proveServiceHoldsKey(endpoint: string, key: string | undefined): Promise<void> {
+  const refuse = (why: string) =>
+    new Error(
+      `refusing to finish the rotation: ${why}. Nothing was changed: ZITADEL still signs with the current key. Add the ` +
+        'new key to ZITADEL_SIGNING_KEYS (next to the current one), deploy, and run --finish again ' +
+        '(--endpoint URL checks the service at another address).',
+    );
+  if (key === undefined) throw refuse('ZITADEL did not show the new target\'s signing key, so the service cannot be checked');
+  const check = await checkEndpoint(endpoint, key);
+  if (check.status !== 'PASS') throw refuse(`the service did not accept a request signed with the new key (${check.detail})`);
 }

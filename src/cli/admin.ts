@@ -44,14 +44,18 @@ deletes it. Nothing to do is not an error.
 
 ${ADMIN_ENV}`;
 
-export const rotateHelp = `Usage: zitadel-session-limiter rotate-key [--name ${DEFAULT_NAME}] [--finish] [--json]
+export const rotateHelp = `Usage: zitadel-session-limiter rotate-key [--name ${DEFAULT_NAME}] [--finish [--endpoint URL]] [--json]
 
 Rotates the signing key without losing a webhook. ZITADEL replaces a target's key at once, so the rotation
 goes through a second target:
   1. rotate-key            creates "<name>-next" with a fresh key (not yet bound) and prints the key.
                            Add it to ZITADEL_SIGNING_KEYS next to the old one and deploy.
-  2. rotate-key --finish   binds "<name>-next" in place of "<name>", deletes the old target and renames the
-                           new one to "<name>". Then drop the old key from ZITADEL_SIGNING_KEYS.
+  2. rotate-key --finish   first sends the service a request signed with the new key (as doctor does) and
+                           refuses, changing nothing, unless it is accepted; then binds "<name>-next" in place
+                           of "<name>", deletes the old target and renames the new one to "<name>". Then drop
+                           the old key from ZITADEL_SIGNING_KEYS.
+  --endpoint URL           with --finish: check the service at this address instead of the target's endpoint
+                           (e.g. an internal address when the public one is not reachable from here)
 
 ${ADMIN_ENV}`;
 
@@ -173,6 +177,7 @@ export async function rotateKeyCommand(argv: string[]): Promise<number> {
     options: {
       name: { type: 'string', default: DEFAULT_NAME },
       finish: { type: 'boolean', default: false },
+      endpoint: { type: 'string' },
       json: { type: 'boolean', default: false },
       help: { type: 'boolean', short: 'h' },
     },
@@ -181,7 +186,8 @@ export async function rotateKeyCommand(argv: string[]): Promise<number> {
     console.log(rotateHelp);
     return 0;
   }
-  const result = await rotateKey(adminApi(), values.name, values.finish);
+  if (values.endpoint !== undefined && !values.finish) throw new UsageError(['--endpoint is for --finish (the check before the switch)']);
+  const result = await rotateKey(adminApi(), values.name, values.finish, { endpoint: values.endpoint });
   if (values.json) {
     console.log(JSON.stringify(result, null, 2));
     return 0;

@@ -132,6 +132,16 @@ t.test('rotate-key: no login fails at any point of the rotation', async (t) => {
   if (step1.phase !== 'started') return t.fail('step 1 did not start');
   t.equal(await login(), 'ok', 'after step 1, before the redeploy: ZITADEL still signs with the old key');
   t.equal((await rotateKey(api, spec.name, false)).phase, 'already-started', 'step 1 twice is safe');
+  // Finishing before the service holds the new key would make ZITADEL sign with a key every receiver refuses (#12).
+  const executionsBefore = METHODS.map((method) => simulator.actions.executions.get(JSON.stringify({ response: { method } }))!.targets);
+  await t.rejects(rotateKey(api, spec.name, true), /refusing to finish.*401 ERR_SIGNATURE_MISMATCH.*ZITADEL_SIGNING_KEYS/s, 'step 2 refused');
+  t.same(
+    METHODS.map((method) => simulator.actions.executions.get(JSON.stringify({ response: { method } }))!.targets),
+    executionsBefore,
+    'nothing changed',
+  );
+  t.equal(simulator.actions.targets.size, 2, 'both targets still there');
+  t.equal(await login(), 'ok', 'logins go on with the old key');
   await deploy([oldKey!, step1.signingKey]);
   t.equal(await login(), 'ok', 'with both keys deployed');
 
