@@ -1,6 +1,17 @@
 import type { IncomingMessage, RequestListener, ServerResponse } from 'node:http';
 import { Code, ConnectError } from '@connectrpc/connect';
-import { conditionKey, parseProtoDuration, type ActionsRegistry, type Condition, type SimExecution, type SimTarget, type TargetType } from './actions.js';
+import {
+  conditionKey,
+  parseProtoDuration,
+  PAYLOAD_TYPES,
+  type ActionsRegistry,
+  type Condition,
+  type PayloadType,
+  type SimExecution,
+  type SimPublicKey,
+  type SimTarget,
+  type TargetType,
+} from './actions.js';
 import { authorize } from './calls.js';
 import type { Permission, SimulatorState } from './state.js';
 
@@ -38,7 +49,8 @@ export interface ActionApiRequest {
   status: number;
 }
 
-function targetJson(target: SimTarget): Json {
+/** A target as ZITADEL answers it; `payloadType` only from v4.8 on, and omitted when unspecified (protobuf JSON omits zero enums). */
+function targetJson(target: SimTarget, payloadTypes: boolean): Json {
   const type = target.type === 'restAsync' ? {} : target.interruptOnError ? { interruptOnError: true } : {};
   return {
     id: target.id,
@@ -49,7 +61,44 @@ function targetJson(target: SimTarget): Json {
     timeout: target.timeout,
     endpoint: target.endpoint,
     signingKey: target.signingKey,
+    ...(payloadTypes && target.payloadType !== 'PAYLOAD_TYPE_UNSPECIFIED' ? { payloadType: target.payloadType } : {}),
   };
+}
+
+/** `zitadel.action.v2.PublicKey` in protobuf JSON: bytes as base64, `active` omitted when false. */
+function publicKeyJson(key: SimPublicKey, active: boolean): Json {
+  return {
+    keyId: key.keyId,
+    ...(active ? { active: true } : {}),
+    publicKey: key.pem.toString('base64'),
+    fingerprint: key.fingerprint,
+    ...(key.expirationDate ? { expirationDate: key.expirationDate.toISOString() } : {}),
+    creationDate: key.creationDate.toISOString(),
+    changeDate: key.changeDate.toISOString(),
+  };
+}
+
+/** A protobuf JSON enum: its name or its number; unknown values are refused as protojson does. */
+function readPayloadType(value: unknown): PayloadType | undefined {
+  if (value === undefined || value === null) return undefined;
+  const name = typeof value === 'number' ? PAYLOAD_TYPES[value] : PAYLOAD_TYPES.find((type) => type === value);
+  if (!name) throw invalid(`invalid value for enum field payloadType: ${JSON.stringify(value)}`);
+  return name;
+}
+
+/** A protobuf JSON `bytes` field: standard or URL-safe base64, padding optional. */
+function readBytes(value: unknown, field: string, max: number): Buffer {
+  if (typeof value !== 'string' || !/^[A-Za-z0-9+/_-]*={0,2}$/.test(value)) throw invalid(`${field} must be base64 (protobuf JSON bytes)`);
+  const bytes = Buffer.from(value, 'base64');
+  if (bytes.length < 1 || bytes.length > max) throw invalid(`${field} must be 1..${max} bytes`);
+  return bytes;
+}
+
+function readTimestamp(value: unknown, field: string): Date | undefined {
+  if (value === undefined || value === null) return undefined;
+  const date = typeof value === 'string' && /^\d{4}-\d\d-\d\dT/.test(value) ? new Date(value) : undefined;
+  if (!date || Number.isNaN(date.getTime())) throw invalid(`${field} must be an RFC 3339 timestamp`);
+  return date;
 }
 
 function executionJson(execution: SimExecution): Json {
@@ -169,7 +218,9 @@ interface Route {
   method: string;
   pattern: RegExp;
   permission: Permission;
-  handle(actions: ActionsRegistry, body: Json, id: string | undefined, now: Date): Json;
+  /** Only on ZITADEL v4.8 and later (the simulator's `payloadTypes` option). */
+  since48?: boolean;
+  handle(actions: ActionsRegistry, body: Json, id: string | undefined, now: Date, keyId?: string): Json;
 }
 
 const routes: Route[] = [
@@ -181,7 +232,7 @@ const routes: Route[] = [
       const filters = ((body.filters as Json[] | undefined) ?? []).map(targetFilter);
       const matching = [...actions.targets.values()].filter((target) => filters.every((match) => match(target)));
       const { page, pagination } = paginate(matching, body);
-      return { pagination, targets: page.map(targetJson) };
+      return { pagination, targets: page.map((target) => targetJson(target, actions.payloadTypes)) };
     },
   },
   {
@@ -196,6 +247,8 @@ const routes: Route[] = [
         endpoint: readEndpoint(body.endpoint),
         timeout: readTimeout(body.timeout),
         ...type,
+        // An older ZITADEL's gateway discards unknown fields (DiscardUnknown): the field is ignored, not refused.
+        ...(actions.payloadTypes ? { payloadType: readPayloadType(body.payloadType) } : {}),
       });
       return { id: target.id, creationDate: target.creationDate.toISOString(), signingKey: target.signingKey };
     },
@@ -207,7 +260,7 @@ const routes: Route[] = [
     handle(actions, _body, id) {
       const target = actions.targets.get(id!);
       if (!target) throw new ConnectError('Errors.Target.NotFound', Code.NotFound);
-      return { target: targetJson(target) };
+      return { target: targetJson(target, actions.payloadTypes) };
     },
   },
   {
@@ -222,12 +275,14 @@ const routes: Route[] = [
       if (body.endpoint !== undefined) next.endpoint = readEndpoint(body.endpoint);
       if (body.timeout !== undefined) next.timeout = readTimeout(body.timeout);
       Object.assign(next, readTargetType(body) ?? {});
+      const payloadType = actions.payloadTypes ? readPayloadType(body.payloadType) : undefined;
+      if (payloadType && payloadType !== 'PAYLOAD_TYPE_UNSPECIFIED') next.payloadType = payloadType;
       let rotated: string | undefined;
       if (body.expirationSigningKey !== undefined) {
         if (body.expirationSigningKey !== '0s') throw invalid('expirationSigningKey must be "0s" (immediate rotation)');
         rotated = actions.rotateSigningKey(next);
       }
-      const changed = JSON.stringify(targetJson(next)) !== JSON.stringify(targetJson(target));
+      const changed = JSON.stringify(targetJson(next, true)) !== JSON.stringify(targetJson(target, true));
       if (changed) next.changeDate = now;
       actions.targets.set(next.id, next);
       return { changeDate: next.changeDate.toISOString(), ...(rotated ? { signingKey: rotated } : {}) };
@@ -241,6 +296,55 @@ const routes: Route[] = [
       // Idempotent in current ZITADEL; removing a target also removes it from every execution.
       if (!actions.deleteTarget(id!)) return {};
       return { deletionDate: now.toISOString() };
+    },
+  },
+  // The public keys of a JWE target (v4.8+), as action_service.proto maps them: activate and deactivate are POSTs.
+  {
+    method: 'POST',
+    pattern: /^\/v2\/actions\/targets\/([^/]+)\/publickeys\/search$/,
+    permission: 'action.target.read',
+    since48: true,
+    handle(actions, _body, id) {
+      const keys = actions.targets.get(id!)?.publicKeys ?? [];
+      return { publicKeys: keys.map((key) => publicKeyJson(key, actions.isActive(key))) };
+    },
+  },
+  {
+    method: 'POST',
+    pattern: /^\/v2\/actions\/targets\/([^/]+)\/publickeys$/,
+    permission: 'action.target.write',
+    since48: true,
+    handle(actions, body, id) {
+      const key = actions.addPublicKey(id!, readBytes(body.publicKey, 'publicKey', 8192), readTimestamp(body.expirationDate, 'expirationDate'));
+      return { keyId: key.keyId, creationDate: key.creationDate.toISOString() };
+    },
+  },
+  {
+    method: 'POST',
+    pattern: /^\/v2\/actions\/targets\/([^/]+)\/publickeys\/([^/]+)\/activate$/,
+    permission: 'action.target.write',
+    since48: true,
+    handle(actions, _body, id, _now, keyId) {
+      return { changeDate: actions.activatePublicKey(id!, keyId!).toISOString() };
+    },
+  },
+  {
+    method: 'POST',
+    pattern: /^\/v2\/actions\/targets\/([^/]+)\/publickeys\/([^/]+)\/deactivate$/,
+    permission: 'action.target.write',
+    since48: true,
+    handle(actions, _body, id, _now, keyId) {
+      return { changeDate: actions.deactivatePublicKey(id!, keyId!).toISOString() };
+    },
+  },
+  {
+    method: 'DELETE',
+    pattern: /^\/v2\/actions\/targets\/([^/]+)\/publickeys\/([^/]+)$/,
+    permission: 'action.target.write',
+    since48: true,
+    handle(actions, _body, id, _now, keyId) {
+      const deleted = actions.removePublicKey(id!, keyId!);
+      return deleted ? { deletionDate: deleted.toISOString() } : {};
     },
   },
   {
@@ -291,7 +395,7 @@ export function actionApiHandler(state: SimulatorState, actions: ActionsRegistry
       response.writeHead(status, { 'content-type': 'application/json' }).end(JSON.stringify(body));
     };
     try {
-      const candidates = routes.filter((route) => route.pattern.test(path));
+      const candidates = routes.filter((route) => route.pattern.test(path) && (actions.payloadTypes || !route.since48));
       const route = candidates.find((candidate) => candidate.method === request.method);
       if (!route) {
         send(candidates.length > 0 ? 405 : 404, { code: Code.Unimplemented, message: `no route ${request.method} ${path}`, details: [] });
@@ -299,8 +403,8 @@ export function actionApiHandler(state: SimulatorState, actions: ActionsRegistry
       }
       authorize(state, request.headers.authorization, route.permission);
       const body = await readJson(request);
-      const id = route.pattern.exec(path)?.[1];
-      send(200, route.handle(actions, body, id && decodeURIComponent(id), state.now()));
+      const [, id, keyId] = route.pattern.exec(path) ?? [];
+      send(200, route.handle(actions, body, id && decodeURIComponent(id), state.now(), keyId && decodeURIComponent(keyId)));
     } catch (error) {
       const connectError = ConnectError.from(error);
       send(HTTP_STATUS[connectError.code] ?? 500, { code: connectError.code, message: connectError.rawMessage, details: [] });

@@ -1,10 +1,12 @@
-import { randomBytes } from 'node:crypto';
+import { createHash, createPublicKey, randomBytes, type KeyObject } from 'node:crypto';
 import { fromJson, toJson, type DescMessage, type JsonValue, type MessageShape } from '@bufbuild/protobuf';
 import { Code, ConnectError } from '@connectrpc/connect';
+import { CompactEncrypt } from 'jose';
 import { parseDuration } from '../duration.js';
 import { signPayload } from '../signature/sign.js';
 import { goJsonStringify } from './go-json.js';
 import type { SimulatorState } from './state.js';
+import { WebKeys } from './web-keys.js';
 
 /**
  * ZITADEL's Actions v2 as far as response executions go: targets, executions bound to conditions, and the
@@ -12,6 +14,41 @@ import type { SimulatorState } from './state.js';
  */
 
 export type TargetType = 'restWebhook' | 'restCall' | 'restAsync';
+
+/** `zitadel.action.v2.PayloadType` (ZITADEL v4.8 and later); unspecified means JSON. */
+export type PayloadType = 'PAYLOAD_TYPE_UNSPECIFIED' | 'PAYLOAD_TYPE_JSON' | 'PAYLOAD_TYPE_JWT' | 'PAYLOAD_TYPE_JWE';
+export const PAYLOAD_TYPES: readonly PayloadType[] = ['PAYLOAD_TYPE_UNSPECIFIED', 'PAYLOAD_TYPE_JSON', 'PAYLOAD_TYPE_JWT', 'PAYLOAD_TYPE_JWE'];
+
+/** A public key of a JWE target (`AddPublicKey`); its id is the JWE's `kid`. */
+export interface SimPublicKey {
+  keyId: string;
+  /** The PEM bytes as added (`PUBLIC KEY`, PKIX). */
+  pem: Buffer;
+  key: KeyObject;
+  /** `SHA256:` + unpadded base64 of SHA-256 over the DER. */
+  fingerprint: string;
+  /** As stored; `isActive` also checks the expiration. */
+  active: boolean;
+  expirationDate?: Date | undefined;
+  creationDate: Date;
+  changeDate: Date;
+}
+
+/** The `SHA256:<base64 raw>` fingerprint ZITADEL gives a public key, from its PEM; undefined when it is not an RSA or EC PKIX key. */
+export function publicKeyFingerprint(pem: Buffer | string): { key: KeyObject; fingerprint: string } | undefined {
+  const text = Buffer.from(pem).toString('utf8');
+  const match = /-----BEGIN PUBLIC KEY-----([\s\S]*?)-----END PUBLIC KEY-----/.exec(text);
+  if (!match) return undefined;
+  const der = Buffer.from(match[1]!.replace(/\s+/g, ''), 'base64');
+  let key: KeyObject;
+  try {
+    key = createPublicKey({ key: der, format: 'der', type: 'spki' });
+  } catch {
+    return undefined;
+  }
+  if (key.asymmetricKeyType !== 'rsa' && key.asymmetricKeyType !== 'ec') return undefined;
+  return { key, fingerprint: `SHA256:${createHash('sha256').update(der).digest('base64').replace(/=+$/, '')}` };
+}
 
 export interface SimTarget {
   id: string;
@@ -22,6 +59,10 @@ export interface SimTarget {
   type: TargetType;
   interruptOnError: boolean;
   signingKey: string;
+  /** What ZITADEL v4.8+ stores; a simulator acting as an older ZITADEL keeps it unspecified. */
+  payloadType: PayloadType;
+  /** The JWE target's public keys (at most one active). */
+  publicKeys: SimPublicKey[];
   creationDate: Date;
   changeDate: Date;
 }
@@ -46,7 +87,14 @@ export interface Delivery {
   endpoint: string;
   fullMethod: string;
   async: boolean;
-  /** The exact bytes POSTed and their signature header (test double: kept so that tests can check them). */
+  /** The target's payload type at the time (`PAYLOAD_TYPE_UNSPECIFIED` is JSON). */
+  payloadType: PayloadType;
+  /** The JSON payload before signing or encryption (for JSON targets, the body itself). */
+  payload: string;
+  /**
+   * The exact bytes POSTed (the JSON, or the compact JWS or JWE) and their signature header (test double: kept so
+   * that tests can check them); empty when the body could not be built (no active encryption key).
+   */
   body: string;
   signature: string;
   status?: number;
@@ -132,14 +180,23 @@ export class ActionsRegistry implements ResponseExecutor {
   readonly #state: SimulatorState;
   readonly #pending = new Set<Promise<void>>();
   readonly #onDelivery: ((delivery: Delivery) => void) | undefined;
+  /** The instance's web keys: the active one signs JWT and JWE payloads. */
+  readonly webKeys: WebKeys;
+  /** false: act as a ZITADEL older than v4.8 (no payload types, no public keys: every target gets JSON). */
+  readonly payloadTypes: boolean;
 
-  /** `onDelivery`: called once per webhook when it finished (answered, failed or timed out). */
-  constructor(state: SimulatorState, onDelivery?: (delivery: Delivery) => void) {
+  /**
+   * `onDelivery`: called once per webhook when it finished (answered, failed or timed out). `webKeys`: the instance's
+   * web keys (default: one RS256 key). `payloadTypes: false`: a ZITADEL older than v4.8.
+   */
+  constructor(state: SimulatorState, onDelivery?: (delivery: Delivery) => void, options: { webKeys?: WebKeys; payloadTypes?: boolean } = {}) {
     this.#state = state;
     this.#onDelivery = onDelivery;
+    this.webKeys = options.webKeys ?? new WebKeys(() => state.newId());
+    this.payloadTypes = options.payloadTypes ?? true;
   }
 
-  createTarget(init: { name: string; endpoint: string; timeout?: string; type?: TargetType; interruptOnError?: boolean }): SimTarget {
+  createTarget(init: { name: string; endpoint: string; timeout?: string; type?: TargetType; interruptOnError?: boolean; payloadType?: PayloadType }): SimTarget {
     if ([...this.targets.values()].some((target) => target.name === init.name)) {
       throw new ConnectError(`a target named ${init.name} exists already (Errors.Target.AlreadyExists)`, Code.AlreadyExists);
     }
@@ -152,6 +209,8 @@ export class ActionsRegistry implements ResponseExecutor {
       type: init.type ?? 'restWebhook',
       interruptOnError: init.interruptOnError ?? false,
       signingKey: newSigningKey(),
+      payloadType: this.payloadTypes ? (init.payloadType ?? 'PAYLOAD_TYPE_UNSPECIFIED') : 'PAYLOAD_TYPE_UNSPECIFIED',
+      publicKeys: [],
       creationDate: now,
       changeDate: now,
     };
@@ -163,6 +222,79 @@ export class ActionsRegistry implements ResponseExecutor {
   rotateSigningKey(target: SimTarget): string {
     target.signingKey = newSigningKey();
     return target.signingKey;
+  }
+
+  #target(id: string): SimTarget {
+    const target = this.targets.get(id);
+    // ZITADEL's key commands answer PreconditionFailed for an unknown target.
+    if (!target) throw new ConnectError('Errors.Target.NotFound (COMMAND-nd3fsd)', Code.FailedPrecondition);
+    return target;
+  }
+
+  /** Whether a key encrypts payloads now: active and not expired (an expired key is deactivated on its own). */
+  isActive(key: SimPublicKey): boolean {
+    return key.active && (key.expirationDate === undefined || key.expirationDate.getTime() > this.#state.now().getTime());
+  }
+
+  /** The key the executor encrypts to, if any. */
+  activePublicKey(target: SimTarget): SimPublicKey | undefined {
+    return target.publicKeys.find((key) => this.isActive(key));
+  }
+
+  /** `AddPublicKey`: a PEM `PUBLIC KEY` (RSA or EC), inactive; the new key's id. */
+  addPublicKey(targetId: string, pem: Buffer | string, expirationDate?: Date): SimPublicKey {
+    const target = this.#target(targetId);
+    const now = this.#state.now();
+    if (expirationDate && expirationDate.getTime() < now.getTime()) {
+      throw new ConnectError('Errors.Target.InvalidExpirationDate (ErrExpirationDateBeforeNow)', Code.InvalidArgument);
+    }
+    const parsed = publicKeyFingerprint(pem);
+    if (!parsed) throw new ConnectError('Errors.Target.InvalidPublicKey (ErrPublicKeyFormat)', Code.InvalidArgument);
+    const key: SimPublicKey = { keyId: this.#state.newId(), pem: Buffer.from(pem), ...parsed, active: false, expirationDate, creationDate: now, changeDate: now };
+    target.publicKeys.push(key);
+    return key;
+  }
+
+  #publicKey(target: SimTarget, keyId: string): SimPublicKey {
+    const key = target.publicKeys.find((candidate) => candidate.keyId === keyId);
+    if (!key) throw new ConnectError('Errors.Target.PublicKeyNotFound', Code.NotFound);
+    return key;
+  }
+
+  /** `ActivatePublicKey`: this key encrypts from now on; the previously active one is deactivated. */
+  activatePublicKey(targetId: string, keyId: string): Date {
+    const target = this.#target(targetId);
+    const key = this.#publicKey(target, keyId);
+    const now = this.#state.now();
+    if (key.expirationDate && key.expirationDate.getTime() <= now.getTime()) {
+      throw new ConnectError('Errors.Target.PublicKeyExpired', Code.FailedPrecondition);
+    }
+    if (key.active) return key.changeDate;
+    for (const other of target.publicKeys) {
+      if (other.active) Object.assign(other, { active: false, changeDate: now });
+    }
+    Object.assign(key, { active: true, changeDate: now });
+    return now;
+  }
+
+  /** `DeactivatePublicKey`: the key no longer encrypts (a JWE target without an active key fails its calls). */
+  deactivatePublicKey(targetId: string, keyId: string): Date {
+    const key = this.#publicKey(this.#target(targetId), keyId);
+    if (!key.active) return key.changeDate;
+    Object.assign(key, { active: false, changeDate: this.#state.now() });
+    return key.changeDate;
+  }
+
+  /** `RemovePublicKey`: idempotent (unknown target or key: nothing to do); the active key cannot be removed. */
+  removePublicKey(targetId: string, keyId: string): Date | undefined {
+    const target = this.targets.get(targetId);
+    const index = target?.publicKeys.findIndex((key) => key.keyId === keyId) ?? -1;
+    if (!target || index < 0) return undefined;
+    if (target.publicKeys[index]!.active) {
+      throw new ConnectError('Errors.Target.PublicKeyActive (ErrPublicKeyDeleteActiveKey)', Code.FailedPrecondition);
+    }
+    target.publicKeys.splice(index, 1);
+    return this.#state.now();
   }
 
   /** Deletes a target and removes it from every execution; false when there was none. */
@@ -243,9 +375,38 @@ export class ActionsRegistry implements ResponseExecutor {
     return response;
   }
 
-  async #deliver(target: SimTarget, fullMethod: string, body: string, async: boolean): Promise<{ delivery: Delivery; text: string }> {
+  /**
+   * The body ZITADEL POSTs for `payload` (`payload()` in execution.go): the JSON itself, a compact JWS of its exact
+   * bytes signed by the active web key, or a compact JWE of that JWS to the target's active public key.
+   */
+  async #body(target: SimTarget, payload: string): Promise<string> {
+    if (!this.payloadTypes) return payload;
+    if (target.payloadType !== 'PAYLOAD_TYPE_JWT' && target.payloadType !== 'PAYLOAD_TYPE_JWE') return payload;
+    const jws = await this.webKeys.sign(payload);
+    if (target.payloadType === 'PAYLOAD_TYPE_JWT') return jws;
+    const key = this.activePublicKey(target);
+    if (!key) throw new ConnectError('Errors.Execution.MissingEncryptionKey (EXEC-2n8fhs7g)', Code.Internal);
+    const alg = key.key.asymmetricKeyType === 'rsa' ? 'RSA-OAEP-256' : 'ECDH-ES+A256KW';
+    return new CompactEncrypt(Buffer.from(jws, 'utf8'))
+      .setProtectedHeader({ alg, cty: 'JWT', enc: 'A256GCM', kid: key.keyId, typ: 'JWT' })
+      .encrypt(key.key);
+  }
+
+  async #deliver(target: SimTarget, fullMethod: string, payload: string, async: boolean): Promise<{ delivery: Delivery; text: string }> {
+    const payloadType = target.payloadType;
+    let body: string;
+    try {
+      body = await this.#body(target, payload);
+    } catch (error) {
+      // The body cannot be built: ZITADEL fails the call before any request (logged; with interruptOnError the API call fails).
+      const failure = ConnectError.from(error);
+      const delivery: Delivery = { targetId: target.id, endpoint: target.endpoint, fullMethod, async, payloadType, payload, body: '', signature: '', failure, latencyMs: 0 };
+      this.deliveries.push(delivery);
+      this.#onDelivery?.(delivery);
+      return { delivery, text: '' };
+    }
     const signature = signPayload(body, target.signingKey);
-    const delivery: Delivery = { targetId: target.id, endpoint: target.endpoint, fullMethod, async, body, signature };
+    const delivery: Delivery = { targetId: target.id, endpoint: target.endpoint, fullMethod, async, payloadType, payload, body, signature };
     this.deliveries.push(delivery);
     let text = '';
     const started = performance.now();

@@ -2,7 +2,7 @@
  * The ZITADEL simulator: the Session Service over gRPC with ZITADEL's semantics, the Actions v2 executor and the
  * v2 Action API, fault injection. For demos, for this project's tests and for yours.
  */
-export { ZitadelSimulator, DEFAULT_SIMULATOR_TOKEN, WEBHOOK_LOG_PATH, type SimulatorOptions, type WebhookLogEntry } from './simulator.js';
+export { ZitadelSimulator, DEFAULT_SIMULATOR_TOKEN, WEBHOOK_LOG_PATH, WEB_KEYS_PATH, type SimulatorOptions, type WebhookLogEntry } from './simulator.js';
 export {
   SimulatorState,
   DEFAULT_PROJECTION_LAG_MS,
@@ -23,6 +23,10 @@ export {
   ActionsRegistry,
   newSigningKey,
   describeDelivery,
+  publicKeyFingerprint,
+  PAYLOAD_TYPES,
+  type PayloadType,
+  type SimPublicKey,
   type SimTarget,
   type SimExecution,
   type Condition,
@@ -30,5 +34,6 @@ export {
   type TargetType,
 } from './actions.js';
 export type { ActionApiRequest } from './action-api.js';
+export { WebKeys, type SimWebKey, type WebKeyAlgorithm } from './web-keys.js';
 export { goJsonStringify } from './go-json.js';
 export { addServiceAccountKey, type ServiceKeyFile } from './oauth.js';

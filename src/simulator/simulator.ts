@@ -17,6 +17,7 @@ import { organizationServiceImpl, userServiceImpl } from './metadata-service.js'
 import { tokenEndpoint } from './oauth.js';
 import { sessionServiceImpl } from './session-service.js';
 import { ALL_PERMISSIONS, SimulatorState, type Permission, type ProjectionMode } from './state.js';
+import { WebKeys, type SimWebKey, type WebKeyAlgorithm } from './web-keys.js';
 
 export interface SimulatorOptions {
   /** Bearer tokens and their permissions; default: `simulator-token` with every permission. */
@@ -35,7 +36,22 @@ export interface SimulatorOptions {
   seed?: number;
   /** Called once per webhook the executor sent, when it finished (`describeDelivery` makes it a log line). */
   onDelivery?: (delivery: Delivery) => void;
+  /** The algorithm of the instance's first web key (signs JWT and JWE payloads): RSA 2048 `RS256` or P-256 `ES256`. */
+  webKey?: WebKeyAlgorithm;
+  /**
+   * `false`: act as a ZITADEL older than v4.8: targets have no `payloadType` (absent from answers, ignored on input
+   * as ZITADEL's gateway discards unknown fields), no public-key routes, every payload JSON. Default `true`.
+   */
+  payloadTypes?: boolean;
+  /**
+   * The `Cache-Control` max-age of `/oauth/v2/keys` in seconds (ZITADEL's `OIDC.JWKSCacheControlMaxAge`, default
+   * 5 minutes: `max-age=300, must-revalidate`; 0: `no-store`).
+   */
+  jwksMaxAgeSeconds?: number;
 }
+
+/** `POST` it (a token with `action.target.write`) with `{"alg":"ES256","activate":true}`: adds a web key while running. */
+export const WEB_KEYS_PATH = '/simulator/webkeys';
 
 /** `GET` it (any token with `action.target.read`): the webhooks sent so far, without bodies (`simulate login`). */
 export const WEBHOOK_LOG_PATH = '/simulator/webhooks';
@@ -104,11 +120,18 @@ export class ZitadelSimulator {
   readonly #grpc: http2.Http2Server;
   readonly #rest: http.Server;
   readonly #sockets = new Set<net.Socket>();
+  readonly #jwksMaxAge: number;
+  /** How often `/oauth/v2/keys` was fetched (tests of a receiver's JWKS cache read it). */
+  jwksRequests = 0;
   #url: string | undefined;
 
   constructor(options: SimulatorOptions = {}) {
+    this.#jwksMaxAge = options.jwksMaxAgeSeconds ?? 300;
     this.state = new SimulatorState({ projectionMode: options.projectionMode, now: options.now, seed: options.seed });
-    this.actions = new ActionsRegistry(this.state, options.onDelivery);
+    this.actions = new ActionsRegistry(this.state, options.onDelivery, {
+      webKeys: new WebKeys(() => this.state.newId(), options.webKey),
+      payloadTypes: options.payloadTypes,
+    });
     const tokens = options.tokens ?? { [DEFAULT_SIMULATOR_TOKEN]: ALL_PERMISSIONS };
     for (const [token, permissions] of Object.entries(tokens)) this.state.addToken(token, permissions);
 
@@ -129,6 +152,8 @@ export class ZitadelSimulator {
     const actionApi = actionApiHandler(this.state, this.actions, this.actionApiRequests);
     this.#rest = http.createServer((request, response) => {
       if (request.url?.startsWith('/oauth/v2/token')) void tokenEndpoint(this.state, this.url, request, response);
+      else if (request.method === 'GET' && request.url?.split('?')[0] === '/oauth/v2/keys') void this.#jwks(response);
+      else if (request.method === 'POST' && request.url?.split('?')[0] === WEB_KEYS_PATH) void this.#addWebKeyRoute(request, response);
       else if (request.method === 'GET' && request.url?.startsWith(WEBHOOK_LOG_PATH)) void this.#webhookLog(request, response);
       else actionApi(request, response);
     });
@@ -144,6 +169,47 @@ export class ZitadelSimulator {
         (isHttp2 ? this.#grpc : this.#rest).emit('connection', replaying(socket, first));
       });
     });
+  }
+
+  /**
+   * Adds an instance web key while running (ZITADEL's WebKeyService Create + Activate): published at
+   * `/oauth/v2/keys` at once and, unless `activate: false`, the key that signs JWT and JWE payloads from now on.
+   */
+  addWebKey(alg: WebKeyAlgorithm = 'RS256', options: { activate?: boolean } = {}): SimWebKey {
+    return this.actions.webKeys.add(alg, options);
+  }
+
+  async #jwks(response: http.ServerResponse): Promise<void> {
+    this.jwksRequests += 1;
+    const jwks = await this.actions.webKeys.jwks();
+    const cacheControl = this.#jwksMaxAge > 0 ? `max-age=${this.#jwksMaxAge}, must-revalidate` : 'no-store';
+    response.writeHead(200, { 'content-type': 'application/json', 'cache-control': cacheControl }).end(JSON.stringify(jwks));
+  }
+
+  async #addWebKeyRoute(request: http.IncomingMessage, response: http.ServerResponse): Promise<void> {
+    const send = (status: number, body: Record<string, unknown>) => response.writeHead(status, { 'content-type': 'application/json' }).end(JSON.stringify(body));
+    try {
+      authorize(this.state, request.headers.authorization, 'action.target.write');
+    } catch (error) {
+      send(401, { message: (error as Error).message });
+      return;
+    }
+    const chunks: Buffer[] = [];
+    for await (const chunk of request) chunks.push(chunk as Buffer);
+    let body: { alg?: unknown; activate?: unknown };
+    try {
+      body = (JSON.parse(Buffer.concat(chunks).toString('utf8') || '{}') ?? {}) as typeof body;
+    } catch {
+      send(400, { message: 'the body is not JSON; send {"alg":"RS256"|"ES256","activate":true|false}' });
+      return;
+    }
+    const alg = body.alg ?? 'RS256';
+    if (alg !== 'RS256' && alg !== 'ES256') {
+      send(400, { message: 'alg must be RS256 or ES256' });
+      return;
+    }
+    const key = this.addWebKey(alg, { activate: body.activate !== false });
+    send(200, { kid: key.kid, alg: key.alg, active: this.actions.webKeys.active.kid === key.kid });
   }
 
   /** The webhooks sent after `?after=N`, once every async one started so far has finished. */

@@ -8,6 +8,21 @@ import { describeFetchFailure } from '../net-failure.js';
 
 export type TargetKind = 'restWebhook' | 'restCall' | 'restAsync';
 
+/** A target's payload type as ZITADEL_PAYLOAD_TYPE spells it (ZITADEL v4.8 and later). */
+export type PayloadKind = 'json' | 'jwt' | 'jwe';
+const PAYLOAD_ENUM: Record<PayloadKind, string> = { json: 'PAYLOAD_TYPE_JSON', jwt: 'PAYLOAD_TYPE_JWT', jwe: 'PAYLOAD_TYPE_JWE' };
+
+/** A JWE target's public key as ListPublicKeys answers it. */
+export interface TargetPublicKey {
+  /** The id ZITADEL gave it: the JWE's `kid`. */
+  keyId: string;
+  active: boolean;
+  publicKeyPem: string;
+  /** `SHA256:<unpadded base64 of SHA-256 over the DER>`. */
+  fingerprint: string;
+  expirationDate?: string | undefined;
+}
+
 export interface Target {
   id: string;
   name: string;
@@ -16,6 +31,11 @@ export interface Target {
   kind: TargetKind;
   interruptOnError: boolean;
   signingKey?: string | undefined;
+  /**
+   * The payload type; undefined when the answer has none: a ZITADEL older than v4.8, or a target whose type is
+   * unspecified (which ZITADEL treats as JSON and also omits, protobuf JSON omitting a zero enum).
+   */
+  payloadType?: PayloadKind | undefined;
 }
 
 export interface TargetSpec {
@@ -24,6 +44,8 @@ export interface TargetSpec {
   timeout: string;
   kind: 'restWebhook' | 'restAsync';
   interruptOnError: boolean;
+  /** Sent as `payloadType` when set (a ZITADEL older than v4.8 ignores it: read the target back to know). */
+  payloadType?: PayloadKind | undefined;
 }
 
 export class ActionApiError extends Error {
@@ -55,7 +77,18 @@ const targetJson = z.object({
   restWebhook: interrupt,
   restCall: interrupt,
   restAsync: z.object({}).optional(),
+  payloadType: z.string().optional(),
 });
+const targetResponseJson = z.object({ target: targetJson });
+const publicKeyJson = z.object({
+  keyId: z.string(),
+  active: z.boolean().default(false),
+  publicKey: z.string(),
+  fingerprint: z.string().default(''),
+  expirationDate: z.string().optional(),
+});
+const publicKeysJson = z.object({ publicKeys: z.array(publicKeyJson).default([]) });
+const addedKeyJson = z.object({ keyId: z.string() });
 const targetsJson = z.object({ targets: z.array(targetJson).default([]) });
 const createdJson = z.object({ id: z.string(), signingKey: z.string() });
 const executionsJson = z.object({
@@ -82,6 +115,7 @@ function targetFromJson(json: z.infer<typeof targetJson>): Target {
     kind,
     interruptOnError: kind !== 'restAsync' && json[kind]?.interruptOnError === true,
     signingKey: json.signingKey,
+    payloadType: (Object.keys(PAYLOAD_ENUM) as PayloadKind[]).find((kind_) => PAYLOAD_ENUM[kind_] === json.payloadType),
   };
 }
 
@@ -92,6 +126,7 @@ export function targetBody(spec: Partial<TargetSpec>): Json {
   if (spec.timeout !== undefined) body.timeout = spec.timeout;
   if (spec.kind === 'restAsync') body.restAsync = {};
   if (spec.kind === 'restWebhook') body.restWebhook = { interruptOnError: spec.interruptOnError ?? false };
+  if (spec.payloadType !== undefined) body.payloadType = PAYLOAD_ENUM[spec.payloadType];
   return body;
 }
 
@@ -131,6 +166,17 @@ export class ActionApi {
     return found && targetFromJson(found);
   }
 
+  /** The target with this id, or undefined when there is none. */
+  async getTarget(id: string): Promise<Target | undefined> {
+    try {
+      const json = await this.#call('GetTarget', 'GET', `/v2/actions/targets/${encodeURIComponent(id)}`);
+      return targetFromJson(read('GetTarget', targetResponseJson, json).target);
+    } catch (error) {
+      if (error instanceof ActionApiError && error.status === 404) return undefined;
+      throw error;
+    }
+  }
+
   async createTarget(spec: TargetSpec): Promise<{ id: string; signingKey: string }> {
     const json = await this.#call('CreateTarget', 'POST', '/v2/actions/targets', targetBody(spec));
     return read('CreateTarget', createdJson, json);
@@ -143,6 +189,48 @@ export class ActionApi {
 
   async deleteTarget(id: string): Promise<void> {
     await this.#call('DeleteTarget', 'DELETE', `/v2/actions/targets/${encodeURIComponent(id)}`);
+  }
+
+  #keys(targetId: string, keyId?: string, action?: 'activate' | 'deactivate'): string {
+    const base = `/v2/actions/targets/${encodeURIComponent(targetId)}/publickeys`;
+    return keyId === undefined ? base : `${base}/${encodeURIComponent(keyId)}${action ? `/${action}` : ''}`;
+  }
+
+  /**
+   * Adds a public key (PEM `PUBLIC KEY`, RSA or EC) to a JWE target, inactive; its id is the JWE's `kid`. A ZITADEL
+   * older than v4.8 answers 404.
+   */
+  async addPublicKey(targetId: string, publicKeyPem: string, expirationDate?: Date): Promise<{ keyId: string }> {
+    const body: Json = { publicKey: Buffer.from(publicKeyPem, 'utf8').toString('base64') };
+    if (expirationDate) body.expirationDate = expirationDate.toISOString();
+    const json = await this.#call('AddPublicKey', 'POST', this.#keys(targetId), body);
+    return read('AddPublicKey', addedKeyJson, json);
+  }
+
+  /** Makes the key the one payloads are encrypted to (ZITADEL deactivates the previously active one). */
+  async activatePublicKey(targetId: string, keyId: string): Promise<void> {
+    await this.#call('ActivatePublicKey', 'POST', this.#keys(targetId, keyId, 'activate'));
+  }
+
+  /** The key no longer encrypts; a JWE target without an active key fails its calls. */
+  async deactivatePublicKey(targetId: string, keyId: string): Promise<void> {
+    await this.#call('DeactivatePublicKey', 'POST', this.#keys(targetId, keyId, 'deactivate'));
+  }
+
+  /** Removes an inactive key (ZITADEL refuses to remove the active one; an unknown key is no error). */
+  async removePublicKey(targetId: string, keyId: string): Promise<void> {
+    await this.#call('RemovePublicKey', 'DELETE', this.#keys(targetId, keyId));
+  }
+
+  async listPublicKeys(targetId: string): Promise<TargetPublicKey[]> {
+    const json = await this.#call('ListPublicKeys', 'POST', `${this.#keys(targetId)}/search`, {});
+    return read('ListPublicKeys', publicKeysJson, json).publicKeys.map((key) => ({
+      keyId: key.keyId,
+      active: key.active,
+      publicKeyPem: Buffer.from(key.publicKey, 'base64').toString('utf8'),
+      fingerprint: key.fingerprint,
+      expirationDate: key.expirationDate,
+    }));
   }
 
   /** The target ids bound to the response execution of `method`, in order. */
