@@ -51,7 +51,7 @@ export const errorCatalog = {
     status: 400,
     message:
       'The signature is valid but the body is not an Actions v2 execution payload this service understands. ' +
-      'Bind the target to the response of SessionService CreateSession and SetSession, with payload type JSON.',
+      'Bind the target to the response of SessionService CreateSession and SetSession.',
   },
   ERR_PAYLOAD_TYPE: {
     status: 400,
