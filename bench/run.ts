@@ -14,6 +14,7 @@ import { DEFAULT_SIMULATOR_TOKEN } from '../src/simulator/index.js';
 import { fixtureFor } from '../test/helpers/payloads.js';
 import { cpuMs, load, percentile, ROOT, rssMb, startService, stop, type LoadResult, type Shot } from './lib.js';
 import type { SimulatorRequest } from './simulator-process.js';
+import { measurePayloadOpen } from './payload-open.js';
 
 const KEY = 'BenchBenchBenchBenchBenchBenchBench1';
 const SECONDS = Number(process.env.BENCH_SECONDS ?? 8);
@@ -196,6 +197,9 @@ await bigService.stop();
 
 rows.memory = { idleRssMb: idleRss, underLatencyLoadMb: rssUnderLatency, underThroughputLoadMb: rssUnderThroughput };
 
+// --- 8. JWT/JWE payloads: CPU per webhook to open one (decrypt + verify), in this process --------------------
+rows.payloadOpen = await measurePayloadOpen();
+
 await service.stop();
 await stop(rejectBaseline.child);
 await stop(enforceBaseline.child);
@@ -217,6 +221,7 @@ const table = [
   ['5. big user (20k expired + 6 active) ms', r.bigUser.ms, '', ''],
   ['   peak RSS MB (fresh process)', r.bigUser.peakRssMb, `${r.bigUser.peakRssBeforeMb} before`, ''],
   ['7. RSS MB idle / after latency row / after throughput row', `${r.memory.idleRssMb} / ${r.memory.underLatencyLoadMb} / ${r.memory.underThroughputLoadMb}`, '', ''],
+  ['8. CPU µs to open a payload: JWT RS256 / JWE RSA / JWE EC', `${r.payloadOpen.jwtRs256Us} / ${r.payloadOpen.jweRsaUs} / ${r.payloadOpen.jweEcUs}`, `${r.payloadOpen.jsonParseUs} (JSON.parse)`, ''],
 ];
 for (const line of table) console.log(line.map((cell, i) => String(cell).padEnd([44, 22, 34, 6][i]!)).join(' '));
 console.log('\nwritten to bench/result.json');

@@ -138,6 +138,9 @@ export function buildApp(options: AppOptions): FastifyInstance {
     signingKeys: options.signingKeys,
     signatureToleranceSeconds: options.signatureToleranceSeconds,
     denyMessage: options.denyMessage,
+    payloadType: options.payloadType,
+    payloadOpener: options.payloadOpener,
+    budgetMs: options.budgetMs,
     now: options.now ?? Date.now,
     metrics,
   });

@@ -1,6 +1,9 @@
 import type { KeyObject } from 'node:crypto';
+import { readFileSync } from 'node:fs';
 import { z } from 'zod';
 import type { PolicyOptions } from './enforcement/policy.js';
+import { PAYLOAD_TYPES, type PayloadType } from './payload-type/form.js';
+import { looksLikePem, parsePayloadKeys, PayloadKeyError, type PayloadKey } from './payload-type/keys.js';
 import { readServiceAccountKey, type ServiceAccountKey } from './zitadel/credentials.js';
 
 /**
@@ -19,6 +22,10 @@ export interface Config {
   zitadelTimeoutMs: number;
   /** ZITADEL_SIGNING_KEYS; empty only for commands that serve no webhook (`servesWebhooks: false`). */
   signingKeys: string[];
+  /** ZITADEL_PAYLOAD_TYPE: the target's payload type (json, jwt, jwe). */
+  payloadType: PayloadType;
+  /** ZITADEL_PAYLOAD_KEYS: the private keys that open JWE payloads (jwe only; empty otherwise). */
+  payloadKeys: PayloadKey[];
   sessionLimit: number;
   signatureToleranceSeconds: number;
   port: number;
@@ -210,6 +217,8 @@ const schema = z.object({
     'ZITADEL_SIGNING_KEYS',
     "the target's signing key from ZITADEL; during a rotation several, separated by commas",
   ).pipe(signingKeysValue),
+  ZITADEL_PAYLOAD_TYPE: oneOf('ZITADEL_PAYLOAD_TYPE', PAYLOAD_TYPES, 'json'),
+  ZITADEL_PAYLOAD_KEYS: z.preprocess(blankToUndefined, z.string().optional()),
   SESSION_LIMIT: integer('SESSION_LIMIT', 1, 10_000, 2),
   SIGNATURE_TOLERANCE_SECONDS: integer('SIGNATURE_TOLERANCE_SECONDS', 1, 3600, 300),
   PORT: integer('PORT', 0, 65_535, 8080),
@@ -265,7 +274,18 @@ export function loadConfig(env: Record<string, string | undefined>, options: Loa
     if (!(error instanceof ConfigError)) throw error;
     problems.push(...error.problems);
   }
-  if (!result.success || !credentials) throw new ConfigError([...new Set(problems)]);
+  let payloadKeys: PayloadKey[] = [];
+  try {
+    payloadKeys = readPayloadKeys(
+      result.data?.ZITADEL_PAYLOAD_TYPE,
+      blankToUndefined(env.ZITADEL_PAYLOAD_KEYS) as string | undefined,
+      options.servesWebhooks !== false,
+    );
+  } catch (error) {
+    if (!(error instanceof ConfigError)) throw error;
+    problems.push(...error.problems);
+  }
+  if (!result.success || !credentials || problems.length > 0) throw new ConfigError([...new Set(problems)]);
   const env_ = result.data;
   const zitadelUrl = new URL(env_.ZITADEL_URL);
   const warnings: string[] = [];
@@ -284,6 +304,8 @@ export function loadConfig(env: Record<string, string | undefined>, options: Loa
       credentials,
       zitadelTimeoutMs: env_.ZITADEL_TIMEOUT_MS,
       signingKeys: env_.ZITADEL_SIGNING_KEYS,
+      payloadType: env_.ZITADEL_PAYLOAD_TYPE,
+      payloadKeys,
       sessionLimit: env_.SESSION_LIMIT,
       signatureToleranceSeconds: env_.SIGNATURE_TOLERANCE_SECONDS,
       port: env_.PORT,
@@ -312,6 +334,44 @@ export function loadConfig(env: Record<string, string | undefined>, options: Loa
     },
     warnings,
   };
+}
+
+/**
+ * ZITADEL_PAYLOAD_KEYS for ZITADEL_PAYLOAD_TYPE `type` (undefined: the type itself is invalid, already reported):
+ * PEM in the value itself, or the path of a file holding it. Required with jwe when the command serves webhooks;
+ * refused with json and jwt. Problems name the variable and never quote the value or the file's content.
+ */
+function readPayloadKeys(type: PayloadType | undefined, value: string | undefined, servesWebhooks: boolean): PayloadKey[] {
+  if (type === undefined) return [];
+  if (value === undefined) {
+    if (type === 'jwe' && servesWebhooks) {
+      throw new ConfigError([
+        "ZITADEL_PAYLOAD_KEYS is required with ZITADEL_PAYLOAD_TYPE=jwe: the private key (PEM) of the target's public key, " +
+          'or the path of a file holding it (register --payload-type jwe writes one)',
+      ]);
+    }
+    return [];
+  }
+  if (type !== 'jwe') {
+    throw new ConfigError([`ZITADEL_PAYLOAD_KEYS is for jwe only (ZITADEL_PAYLOAD_TYPE is ${type}): unset it, or set ZITADEL_PAYLOAD_TYPE=jwe`]);
+  }
+  let text = value;
+  if (!looksLikePem(value)) {
+    try {
+      text = readFileSync(value.trim(), 'utf8');
+    } catch (error) {
+      const code = (error as NodeJS.ErrnoException).code ?? 'unreadable';
+      throw new ConfigError([
+        `ZITADEL_PAYLOAD_KEYS is neither PEM nor a readable file (${code}): give the private key itself (-----BEGIN PRIVATE KEY-----...) or the path of a file holding it`,
+      ]);
+    }
+  }
+  try {
+    return parsePayloadKeys(text);
+  } catch (error) {
+    if (!(error instanceof PayloadKeyError)) throw error;
+    throw new ConfigError([`ZITADEL_PAYLOAD_KEYS ${looksLikePem(value) ? '' : '(the file) '}${error.message}`]);
+  }
 }
 
 const CREDENTIALS_NEEDED =

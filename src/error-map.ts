@@ -4,6 +4,8 @@ import { DirectoryError } from './enforcement/ports.js';
 import { UserBusyError } from './enforcement/user-lock.js';
 import { ServiceError, type ErrorCode } from './errors.js';
 import { PayloadError } from './payload.js';
+import { PayloadRefusedError, PayloadTypeMismatchError, WebKeysUnavailableError } from './payload-type/failures.js';
+import type { BodyForm, PayloadType } from './payload-type/form.js';
 import { SignatureError, type SignatureFailure, type SignatureRefusal } from './signature/verify.js';
 
 /**
@@ -46,12 +48,28 @@ export function signatureRefusal(refusal: SignatureRefusal): ServiceError {
   return error;
 }
 
+const FORM_NAMES: Record<BodyForm, string> = { json: 'JSON', jwt: 'JWT', jwe: 'JWE', other: 'neither JSON nor a compact JWT/JWE' };
+
+/** ERR_PAYLOAD_TYPE, naming what arrived, what is configured and what to change. */
+export function payloadTypeRefusal(arrived: BodyForm, configured: PayloadType): ServiceError {
+  const fix =
+    arrived === 'other'
+      ? `the body is ${FORM_NAMES.other}`
+      : `the target sends ${FORM_NAMES[arrived]}; set ZITADEL_PAYLOAD_TYPE=${arrived} or change the target's payload type to ${FORM_NAMES[configured]}`;
+  return new ServiceError('ERR_PAYLOAD_TYPE', `${fix}; ZITADEL_PAYLOAD_TYPE is ${configured}`);
+}
+
 /** Maps any failure to our stable codes; what it does not know is `fallback` (a bug of ours, unless said otherwise). */
 export function toServiceError(error: unknown, fallback: ErrorCode = 'ERR_INTERNAL'): ServiceError {
   if (error instanceof EnforcementError) return toServiceError(error.cause);
   if (error instanceof ServiceError) return error;
   if (error instanceof SignatureError) return signatureRefusal({ valid: false, reason: error.reason, ...(error.detail ? { detail: error.detail } : {}) });
   if (error instanceof PayloadError) return new ServiceError('ERR_PAYLOAD_INVALID', error.detail);
+  if (error instanceof PayloadTypeMismatchError) return payloadTypeRefusal(error.arrived, error.configured);
+  if (error instanceof PayloadRefusedError) {
+    return new ServiceError(error.reason === 'undecryptable' ? 'ERR_PAYLOAD_UNDECRYPTABLE' : 'ERR_PAYLOAD_SIGNATURE', error.detail);
+  }
+  if (error instanceof WebKeysUnavailableError) return new ServiceError('ERR_ZITADEL_UNAVAILABLE', error.detail);
   if (error instanceof OverloadedError) return new ServiceError('ERR_OVERLOADED');
   if (error instanceof UserBusyError) return new ServiceError('ERR_BUSY', error.message);
   if (error instanceof BudgetExhaustedError) {

@@ -51,7 +51,25 @@ export const errorCatalog = {
     status: 400,
     message:
       'The signature is valid but the body is not an Actions v2 execution payload this service understands. ' +
-      'Bind the target to the response of SessionService CreateSession and SetSession, with payload type JSON.',
+      'Bind the target to the response of SessionService CreateSession and SetSession.',
+  },
+  ERR_PAYLOAD_TYPE: {
+    status: 400,
+    message:
+      'The signature is valid but the body is not of the payload type this service expects. ZITADEL_PAYLOAD_TYPE ' +
+      "must equal the target's payload type (JSON, JWT or JWE).",
+  },
+  ERR_PAYLOAD_SIGNATURE: {
+    status: 401,
+    message:
+      'The payload is not a JWT signed by a current web key of the ZITADEL instance at ZITADEL_URL. Check that ' +
+      'ZITADEL_URL names the instance that sends this target\'s webhooks.',
+  },
+  ERR_PAYLOAD_UNDECRYPTABLE: {
+    status: 401,
+    message:
+      'No key of ZITADEL_PAYLOAD_KEYS opens the encrypted payload. Add the private key of the target\'s active public ' +
+      'key to ZITADEL_PAYLOAD_KEYS (during a rotation, both keys).',
   },
   ERR_ZITADEL_UNAVAILABLE: {
     status: 503,

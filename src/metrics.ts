@@ -22,6 +22,8 @@ export interface Metrics {
   zitadelRetries: Counter<'method'>;
   /** Enforcements that ran without the cross-replica lock because Redis was unreachable. */
   lockFallbacks: Counter;
+  /** Fetches of the instance's web keys (JWT/JWE payloads) by outcome (ok, failed). */
+  jwksFetches: Counter<'outcome'>;
 }
 
 export function createMetrics(options: { defaultMetrics?: boolean } = {}): Metrics {
@@ -84,6 +86,12 @@ export function createMetrics(options: { defaultMetrics?: boolean } = {}): Metri
     lockFallbacks: new Counter({
       name: 'session_limiter_lock_fallbacks_total',
       help: 'Enforcements run without the cross-replica Redis lock because Redis was unreachable',
+      registers,
+    }),
+    jwksFetches: new Counter({
+      name: 'session_limiter_jwks_fetches_total',
+      help: 'Fetches of the instance web keys (<ZITADEL_URL>/oauth/v2/keys) for JWT/JWE payloads, by outcome (ok, failed)',
+      labelNames: ['outcome'],
       registers,
     }),
     zitadelCallDuration: new Histogram({

@@ -5,6 +5,7 @@ import { ConfigError, loadConfig, type Config } from './config.js';
 import { SessionLimitEnforcer } from './enforcement/enforcer.js';
 import { isBindError, ListenError } from './listen.js';
 import { createLogger } from './logger.js';
+import type { PayloadOpenerPort } from './webhook.js';
 import { createMetrics, type Metrics } from './metrics.js';
 import { createMetricsServer, listenMetrics } from './metrics-server.js';
 import { ZitadelConnection } from './zitadel/connection.js';
@@ -33,6 +34,10 @@ export interface ComposeOptions {
   maxCallsPerSecond?: number;
   /** deny-new: tolerated clock difference when telling new logins from returning ones (tests set 0). */
   admissionClockSkewMs?: number;
+  /** The webhook's clock (the HMAC window) and the web key cache's; default Date.now. */
+  now?: () => number;
+  /** Where the instance's web keys are fetched; default `<ZITADEL_URL>/oauth/v2/keys` (tests point it elsewhere). */
+  webKeysUrl?: URL;
 }
 
 export function credentialsFor(config: Pick<Config, 'credentials' | 'zitadelUrl'>): AccessTokenSource {
@@ -91,8 +96,24 @@ export async function composeService(config: Config, logger: Logger, options: Co
     callTimeoutMs: config.zitadelTimeoutMs,
     maxConcurrent: config.maxConcurrentEnforcements,
   });
+  // JWT/JWE payloads: the opener and the JWKS adapter are loaded only then (json needs neither).
+  let payloadOpener: PayloadOpenerPort | undefined;
+  if (config.payloadType !== 'json') {
+    const [{ PayloadOpener }, { InstanceWebKeys, webKeysUrl }] = await Promise.all([import('./payload-type/open.js'), import('./zitadel/web-keys.js')]);
+    const webKeys = new InstanceWebKeys({
+      url: options.webKeysUrl ?? webKeysUrl(config.zitadelUrl),
+      timeoutMs: config.zitadelTimeoutMs,
+      now: options.now,
+      onFetch: (outcome) => metrics.jwksFetches.inc({ outcome }),
+    });
+    payloadOpener = new PayloadOpener({ type: config.payloadType, keys: config.payloadKeys, webKeys });
+  }
   const app = buildApp({
     logger,
+    ...(options.now ? { now: options.now } : {}),
+    payloadType: config.payloadType,
+    payloadOpener,
+    budgetMs: config.enforceBudgetMs,
     enforcer,
     metrics,
     signingKeys: config.signingKeys,
@@ -185,6 +206,8 @@ export async function runService(env: Record<string, string | undefined> = proce
       credentials: config.credentials.kind,
       redis: config.redisUrl !== undefined,
       keys: config.signingKeys.length,
+      payloadType: config.payloadType,
+      payloadKeys: config.payloadType === 'jwe' ? config.payloadKeys.map((key) => key.fingerprint) : undefined,
     },
     'zitadel-session-limiter ready',
   );

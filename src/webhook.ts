@@ -5,6 +5,8 @@ import { ServiceError } from './errors.js';
 import type { Metrics } from './metrics.js';
 import { interpretPayload } from './payload.js';
 import { checkSignature } from './signature/verify.js';
+import { PayloadTypeMismatchError } from './payload-type/failures.js';
+import { bodyForm, type PayloadType } from './payload-type/form.js';
 
 import { BODY_LIMIT_BYTES, WEBHOOK_PATH } from './routes.js';
 
@@ -16,6 +18,17 @@ export interface WebhookOptions {
   metrics?: Metrics | undefined;
   /** Shown to a user whose login is denied (ON_LIMIT=deny-new). */
   denyMessage?: string | undefined;
+  /** ZITADEL_PAYLOAD_TYPE (default json). */
+  payloadType?: PayloadType | undefined;
+  /** Opens JWT/JWE bodies into the payload's JSON (required unless json); see src/payload-type/open.ts. */
+  payloadOpener?: PayloadOpenerPort | undefined;
+  /** The enforcement budget (ENFORCE_BUDGET_MS): how long opening a JWT/JWE may wait for the instance's web keys. */
+  budgetMs?: number | undefined;
+}
+
+/** What the webhook needs of a payload opener: the JSON bytes of a JWT/JWE body, or a refusal. */
+export interface PayloadOpenerPort {
+  open(body: string, deadline: number): Promise<Uint8Array>;
 }
 
 /**
@@ -27,6 +40,10 @@ export const webhookRoutes: FastifyPluginCallback<WebhookOptions> = (app: Fastif
   app.addContentTypeParser('application/json', { parseAs: 'buffer', bodyLimit: BODY_LIMIT_BYTES }, (_request, body, done) =>
     done(null, body),
   );
+
+  const payloadType = options.payloadType ?? 'json';
+  const opener = options.payloadOpener;
+  if (payloadType !== 'json' && !opener) throw new RangeError(`ZITADEL_PAYLOAD_TYPE=${payloadType} needs a payload opener`);
 
   // Label children are looked up once per (outcome, code), not hashed on every request.
   const counters = new Map<string, { inc(): void }>();
@@ -94,9 +111,19 @@ export const webhookRoutes: FastifyPluginCallback<WebhookOptions> = (app: Fastif
     });
     if (!verdict.valid) return reject(signatureRefusal(verdict), request, reply);
 
+    // Then the body's form (cheap, no key involved), then the JWE key and the instance's web keys, then the JSON.
+    const form = bodyForm(body);
+    if (form !== payloadType && !(payloadType === 'json' && form === 'other')) throw new PayloadTypeMismatchError(form, payloadType);
+    let json: Uint8Array = body;
+    // The enforcement's budget counts from here when a JWT/JWE had to be opened first (the JWKS may be fetched).
+    let arrivedAt: number | undefined;
+    if (payloadType !== 'json') {
+      arrivedAt = Date.now();
+      json = await opener!.open(body.toString('latin1'), arrivedAt + (options.budgetMs ?? 5000));
+    }
     let payload: unknown;
     try {
-      payload = JSON.parse(body.toString('utf8'));
+      payload = JSON.parse(Buffer.from(json.buffer, json.byteOffset, json.byteLength).toString('utf8'));
     } catch {
       throw new ServiceError('ERR_BODY_NOT_JSON');
     }
@@ -108,7 +135,7 @@ export const webhookRoutes: FastifyPluginCallback<WebhookOptions> = (app: Fastif
       count('skipped');
       request.log.debug({ reqId: request.id, outcome: 'skipped', sessionId: action.sessionId }, 'no credential verified in this call');
     } else {
-      const result = await options.enforcer.enforce(action.sessionId, { checked: action.checked, requestId: request.id });
+      const result = await options.enforcer.enforce(action.sessionId, { checked: action.checked, requestId: request.id, ...(arrivedAt ? { arrivedAt } : {}) });
       const acted = result.evicted.length + result.pruned.length + (result.denied ? 1 : 0) > 0;
       const handled = result.outcome === 'enforced' || result.outcome === 'denied';
       count(result.dryRun && acted ? 'dry-run' : handled ? result.outcome : 'skipped');

@@ -2,7 +2,7 @@ import { Writable } from 'node:stream';
 import type { FastifyInstance, LightMyRequestResponse } from 'fastify';
 import { loadConfig } from '../../src/config.js';
 import { createLogger } from '../../src/logger.js';
-import { composeService, type Service } from '../../src/service.js';
+import { composeService, type ComposeOptions, type Service } from '../../src/service.js';
 import { signPayload } from '../../src/signature/sign.js';
 import { DEFAULT_SIMULATOR_TOKEN, ZitadelSimulator, type SimulatorOptions } from '../../src/simulator/index.js';
 
@@ -47,6 +47,10 @@ export interface StackOptions {
   admissionClockSkewMs?: number;
   /** More environment variables for the service's configuration, given the simulator (e.g. to add a key). */
   env?: (simulator: ZitadelSimulator) => Record<string, string | undefined>;
+  /** The service's clock (the HMAC window, the JWKS cache); default Date.now. */
+  now?: () => number;
+  /** Where the instance web keys are fetched (a test's JWKS server); default `<ZITADEL_URL>/oauth/v2/keys`. */
+  webKeysUrl?: URL;
 }
 
 /** The service wired to a simulated ZITADEL over real gRPC on loopback; requests go through `app.inject`. */
@@ -65,7 +69,9 @@ export async function startStack(options: StackOptions = {}): Promise<Stack> {
     defaultMetrics: false,
     pageSize: options.pageSize,
     admissionClockSkewMs: options.admissionClockSkewMs,
-  });
+    ...(options.now ? { now: options.now } : {}),
+    ...(options.webKeysUrl ? { webKeysUrl: options.webKeysUrl } : {}),
+  } satisfies ComposeOptions);
   const { app } = service;
   await app.ready();
   return {
@@ -74,6 +80,7 @@ export async function startStack(options: StackOptions = {}): Promise<Stack> {
     logs,
     service,
     send(body, { key = SIGNING_KEY, timestamp, headers = {} } = {}) {
+      timestamp ??= options.now ? Math.floor(options.now() / 1000) : undefined;
       return app.inject({
         method: 'POST',
         url: '/webhooks/zitadel',

@@ -4,6 +4,8 @@ import t, { type Test } from 'tap';
 import { errorCatalog } from '../../src/errors.js';
 import { signPayload } from '../../src/signature/sign.js';
 import { fixtureFor } from '../helpers/payloads.js';
+import { JwksServer } from '../helpers/jwks-server.js';
+import { encryptedBody, signedBody, targetKey, webKey } from '../helpers/payload-types.js';
 import { exchange } from '../helpers/raw-http.js';
 import { minutesAgo, SIGNING_KEY, startStack } from '../helpers/stack.js';
 
@@ -97,6 +99,63 @@ t.test('malformed requests over a real socket at trace level: 400 in our shape, 
     signatureHmac: signature.split('v1=')[1]!,
     rawBody: body.slice(0, 40),
     bodyTail: body.slice(-40),
+  });
+});
+
+t.test('JWE payloads at trace level: nothing decrypted, no key and no body in the logs, whatever the outcome', async (t) => {
+  const web = await webKey('web-1', 'ES256');
+  const stranger = await webKey('web-1', 'ES256');
+  const jwks = await new JwksServer([web.jwk]).listen();
+  t.teardown(() => jwks.close());
+  const mine = targetKey('rsa');
+  const foreign = targetKey('rsa');
+  let now = Date.now();
+  const stack = await startStack({
+    limit: 1,
+    logLevel: 'trace',
+    now: () => now,
+    webKeysUrl: jwks.keysUrl,
+    env: () => ({ ZITADEL_PAYLOAD_TYPE: 'jwe', ZITADEL_PAYLOAD_KEYS: mine.privatePem }),
+  });
+  t.teardown(() => stack.close());
+  const { state } = stack.simulator;
+  state.seedSession({ userId: 'u', creationDate: minutesAgo(10), factors: { password: minutesAgo(10) } });
+  const fresh = state.seedSession({ userId: 'u', factors: { password: new Date() } }).id;
+  const json = fixtureFor('02-password.set-session', fresh, (payload) => {
+    payload.request.sessionToken = SESSION_TOKEN;
+    payload.request.checks.password.password = PASSWORD;
+    payload.response.sessionToken = NEW_SESSION_TOKEN;
+  });
+  const inner = await signedBody(json, web);
+  const body = await encryptedBody(inner, mine.publicKey, 'target-key-1');
+  const forgedInner = await signedBody(json, stranger);
+
+  t.equal((await stack.send(body)).statusCode, 204, 'enforced');
+  t.equal((await stack.send(await encryptedBody(forgedInner, mine.publicKey, 'target-key-1'))).statusCode, 401, 'forged inner JWS');
+  t.equal((await stack.send(await encryptedBody(json, mine.publicKey, 'target-key-1'))).statusCode, 401, 'bare JSON plaintext');
+  t.equal((await stack.send(await encryptedBody(inner, foreign.publicKey, 'target-key-2'))).statusCode, 401, 'a foreign key');
+  state.injectFault('*', { code: Code.PermissionDenied, times: 1, message: 'denied' });
+  t.equal((await stack.send(body)).statusCode, 502, 'ZITADEL refused');
+  jwks.failWith = 500;
+  now += 6000; // past the 5 s between two fetches of the web keys
+  t.equal((await stack.send(await encryptedBody(await signedBody(json, { ...web, kid: 'web-2' }), mine.publicKey, 'k'))).statusCode, 503, 'JWKS down');
+
+  t.ok(stack.logs.lines.some((line) => line.event === 'session.evicted'), 'the logs were captured');
+  const values = everyLoggedValue(stack.logs.lines);
+  t.ok(values.length > 50, 'every value of every line is looked at');
+  const keyBody = mine.privatePem.split('\n').slice(1, -2).join('');
+  assertNoSecret(t, values, {
+    PASSWORD,
+    SESSION_TOKEN,
+    NEW_SESSION_TOKEN,
+    SIGNING_KEY,
+    plaintextJson: json.slice(0, 40),
+    innerJwsPayload: inner.split('.')[1]!.slice(0, 40),
+    innerJwsSignature: inner.split('.')[2]!.slice(0, 40),
+    jweCiphertext: body.split('.')[3]!.slice(0, 40),
+    jweEncryptedKey: body.split('.')[1]!.slice(0, 40),
+    privateKey: keyBody.slice(0, 40),
+    privateKeyTail: keyBody.slice(-40),
   });
 });
 

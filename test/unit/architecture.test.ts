@@ -36,3 +36,11 @@ t.test('adapters depend on the core, never on the edge', async (t) => {
   const wrong = importsOf('zitadel').filter(({ target }) => edge.test(target) || target.startsWith('simulator/'));
   t.same(wrong, [], 'src/zitadel imports no edge module and not the simulator');
 });
+
+t.test('the payload-type opener is pure: it imports nothing outside itself, and no network module', async (t) => {
+  const outside = importsOf('payload-type').filter(({ target }) => !target.startsWith('payload-type/'));
+  t.same(outside, [], 'src/payload-type imports nothing outside itself');
+  const dir = `${SRC}payload-type`;
+  const text = readdirSync(dir).map((name) => readFileSync(`${dir}/${name}`, 'utf8')).join('\n');
+  t.notMatch(text, /from 'node:(?:http|https|net|fs|fs\/promises)'|\bfetch\(/, 'no I/O: the web keys come through the WebKeySource port');
+});

@@ -1,4 +1,7 @@
 import { generateKeyPairSync } from 'node:crypto';
+import { mkdtempSync, rmSync, writeFileSync } from 'node:fs';
+import { tmpdir } from 'node:os';
+import path from 'node:path';
 import t from 'tap';
 import { ConfigError, isLoopback, loadConfig, plainHttpWarning, readZitadelUrl } from '../../src/config.js';
 
@@ -38,6 +41,8 @@ t.test('defaults', async (t) => {
       redisUrl: undefined,
       server: { requestTimeoutMs: 30000, keepAliveTimeoutMs: 72000, maxConnections: 1000 },
       signingKeys: ['SECRETkeyone0123456789abcdefghijklmn'],
+      payloadType: 'json',
+      payloadKeys: [],
       sessionLimit: 2,
       signatureToleranceSeconds: 300,
       port: 8080,
@@ -159,4 +164,36 @@ t.test('ZITADEL_URL with credentials is refused without being echoed; the same r
   t.equal(plainHttpWarning(new URL('http://127.0.0.1:8080'), 'the admin token'), undefined);
   t.equal(plainHttpWarning(new URL('https://zitadel.example'), 'the admin token'), undefined);
   t.match(plainHttpWarning(new URL('http://zitadel.example'), 'the admin token'), /plain http:\/\/ to zitadel\.example.*the admin token travels unencrypted/);
+});
+
+t.test('ZITADEL_PAYLOAD_TYPE and ZITADEL_PAYLOAD_KEYS: jwe keys from the value or a file; one line per problem, no key material', async (t) => {
+  const ec = generateKeyPairSync('ec', { namedCurve: 'P-256' }).privateKey.export({ type: 'pkcs8', format: 'pem' }).toString();
+  const rsa = generateKeyPairSync('rsa', { modulusLength: 2048 }).privateKey.export({ type: 'pkcs1', format: 'pem' }).toString();
+  const dir = mkdtempSync(path.join(tmpdir(), 'payload-keys-'));
+  t.teardown(() => rmSync(dir, { recursive: true, force: true }));
+  const file = path.join(dir, 'keys.pem');
+  writeFileSync(file, `${rsa}\n${ec}`);
+
+  t.equal(loadConfig({ ...base, ZITADEL_PAYLOAD_TYPE: 'JWT' }).config.payloadType, 'jwt', 'case-insensitive');
+  t.same(loadConfig({ ...base, ZITADEL_PAYLOAD_TYPE: 'jwe', ZITADEL_PAYLOAD_KEYS: ec }).config.payloadKeys.map((key) => key.type), ['ec'], 'from the value');
+  t.same(loadConfig({ ...base, ZITADEL_PAYLOAD_TYPE: 'jwe', ZITADEL_PAYLOAD_KEYS: file }).config.payloadKeys.map((key) => key.type), ['rsa', 'ec'], 'from a file, two keys');
+  t.same(loadConfig({ ...base, ZITADEL_PAYLOAD_TYPE: 'jwe' }, { servesWebhooks: false }).config.payloadKeys, [], 'commands that serve no webhook need no key');
+
+  const material = ec.split('\n')[1]!.slice(0, 16);
+  const cases: [Record<string, string>, RegExp][] = [
+    [{ ZITADEL_PAYLOAD_TYPE: 'jws' }, /^ZITADEL_PAYLOAD_TYPE must be one of json, jwt, jwe$/],
+    [{ ZITADEL_PAYLOAD_TYPE: 'jwe' }, /^ZITADEL_PAYLOAD_KEYS is required with ZITADEL_PAYLOAD_TYPE=jwe: /],
+    [{ ZITADEL_PAYLOAD_TYPE: 'jwt', ZITADEL_PAYLOAD_KEYS: ec }, /^ZITADEL_PAYLOAD_KEYS is for jwe only \(ZITADEL_PAYLOAD_TYPE is jwt\)/],
+    [{ ZITADEL_PAYLOAD_KEYS: ec }, /^ZITADEL_PAYLOAD_KEYS is for jwe only \(ZITADEL_PAYLOAD_TYPE is json\)/],
+    [{ ZITADEL_PAYLOAD_TYPE: 'jwe', ZITADEL_PAYLOAD_KEYS: path.join(dir, 'missing.pem') }, /^ZITADEL_PAYLOAD_KEYS is neither PEM nor a readable file \(ENOENT\)/],
+    [{ ZITADEL_PAYLOAD_TYPE: 'jwe', ZITADEL_PAYLOAD_KEYS: ec.replace(material, 'x') }, /^ZITADEL_PAYLOAD_KEYS the PEM block is not a readable private key/],
+    [{ ZITADEL_PAYLOAD_TYPE: 'jwe', ZITADEL_PAYLOAD_KEYS: ec.replace(/PRIVATE KEY/g, 'PUBLIC KEY') }, /^ZITADEL_PAYLOAD_KEYS the PEM block is a PUBLIC KEY/],
+    [{ ZITADEL_PAYLOAD_TYPE: 'jwe', ZITADEL_PAYLOAD_KEYS: dir }, /^ZITADEL_PAYLOAD_KEYS is neither PEM nor a readable file \(EISDIR\)/],
+  ];
+  for (const [env, message] of cases) {
+    const problems = problemsOf({ ...base, ...env });
+    t.equal(problems.length, 1, `one line: ${problems.join(' | ')}`);
+    t.match(problems[0], message);
+    t.notMatch(problems.join('\n'), material, 'no key material');
+  }
 });
