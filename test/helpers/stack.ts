@@ -2,7 +2,7 @@ import { Writable } from 'node:stream';
 import type { FastifyInstance, LightMyRequestResponse } from 'fastify';
 import { loadConfig } from '../../src/config.js';
 import { createLogger } from '../../src/logger.js';
-import { composeService, type Service } from '../../src/service.js';
+import { composeService, type ComposeOptions, type Service } from '../../src/service.js';
 import { signPayload } from '../../src/signature/sign.js';
 import { DEFAULT_SIMULATOR_TOKEN, ZitadelSimulator, type SimulatorOptions } from '../../src/simulator/index.js';
 
@@ -45,6 +45,8 @@ export interface StackOptions {
   signingKeys?: string[];
   /** deny-new: the clock difference tolerated between the simulator and the service (default: the service's). */
   admissionClockSkewMs?: number;
+  /** The events delivery's test hooks (scheduler, observer, random source). */
+  events?: ComposeOptions['events'];
   /** More environment variables for the service's configuration, given the simulator (e.g. to add a key). */
   env?: (simulator: ZitadelSimulator) => Record<string, string | undefined>;
 }
@@ -65,6 +67,7 @@ export async function startStack(options: StackOptions = {}): Promise<Stack> {
     defaultMetrics: false,
     pageSize: options.pageSize,
     admissionClockSkewMs: options.admissionClockSkewMs,
+    events: options.events,
   });
   const { app } = service;
   await app.ready();
