@@ -39,7 +39,7 @@ async function run(label: string, env: Record<string, string>): Promise<void> {
   const at = (q: number) => times[Math.min(times.length - 1, Math.floor(q * times.length))]!.toFixed(2);
   const depth = stack.service.events?.depth ?? 0;
   console.log(`${label.padEnd(44)} p50 ${at(0.5)} ms  p90 ${at(0.9)} ms  p99 ${at(0.99)} ms  (events pending: ${depth})`);
-  await stack.service.metrics.registry.resetMetrics();
+  stack.service.metrics.registry.resetMetrics();
   stack.service.events?.shutdown(Date.now()).catch(() => undefined);
   await stack.close();
 }
