@@ -5,6 +5,7 @@ import type { PolicyOptions } from './enforcement/policy.js';
 import { PAYLOAD_TYPES, type PayloadType } from './payload-type/form.js';
 import { looksLikePem, parsePayloadKeys, PayloadKeyError, type PayloadKey } from './payload-type/keys.js';
 import { readServiceAccountKey, type ServiceAccountKey } from './zitadel/credentials.js';
+import { parseDuration } from './duration.js';
 
 /**
  * The service's configuration, read from the environment and validated at start-up. A bad value stops the
@@ -52,6 +53,23 @@ export interface Config {
   redisUrl: string | undefined;
   /** The HTTP server's bounds on slow clients and open connections. */
   server: ServerLimits;
+  /** Signed eviction events to the applications (EVENTS_URL); undefined: none are sent and nothing is loaded. */
+  events: EventsConfig | undefined;
+}
+
+export const EVENT_TYPES = ['session.evicted', 'session.denied', 'session.pruned'] as const;
+export type EventType = (typeof EVENT_TYPES)[number];
+
+/** Where and how eviction events are delivered (EVENTS_*). */
+export interface EventsConfig {
+  url: URL;
+  /** EVENTS_SECRET, the Standard Webhooks secret (`whsec_` + base64). Never logged. */
+  secret: string;
+  types: ReadonlySet<EventType>;
+  /** How long an event is retried before it is given up (EVENTS_RETRY_FOR). */
+  retryForMs: number;
+  /** Events waiting for delivery at most; beyond, new ones are dropped and counted (EVENTS_QUEUE_MAX). */
+  queueMax: number;
 }
 
 /** What a slow or greedy client may hold of the HTTP server. */
@@ -164,6 +182,31 @@ export function plainHttpWarning(url: URL, what: string): string | undefined {
   );
 }
 
+const EVENTS_URL_PROBLEM = 'EVENTS_URL must be an https:// URL without credentials (http:// only to a loopback address, for local tests)';
+const EVENTS_SECRET_PROBLEM =
+  'EVENTS_SECRET must be a Standard Webhooks secret: whsec_ followed by the base64 of 24 to 64 random bytes ' +
+  '(e.g. "whsec_$(openssl rand -base64 32)")';
+
+/** EVENTS_URL as accepted: https, or http to loopback; no credentials. The value is never echoed. */
+export function parseEventsUrl(value: string): URL | undefined {
+  try {
+    const url = new URL(value);
+    if (url.username !== '' || url.password !== '') return undefined;
+    if (url.protocol === 'https:' || (url.protocol === 'http:' && isLoopback(url.hostname))) return url;
+    return undefined;
+  } catch {
+    return undefined;
+  }
+}
+
+/** Whether EVENTS_SECRET has the Standard Webhooks form (`whsec_` + base64 of 24..64 bytes). */
+export function isEventsSecret(value: string): boolean {
+  const match = /^whsec_([A-Za-z0-9+/]+={0,2})$/.exec(value);
+  if (!match || match[1]!.length % 4 !== 0) return false;
+  const bytes = Buffer.from(match[1]!, 'base64').length;
+  return bytes >= 24 && bytes <= 64;
+}
+
 const schema = z.object({
   ZITADEL_URL: required('ZITADEL_URL', 'the base URL of your ZITADEL instance, e.g. https://my-instance.zitadel.cloud').pipe(
     z.string().refine((value) => parseZitadelUrl(value) !== undefined, { error: ZITADEL_URL_PROBLEM }),
@@ -204,6 +247,37 @@ const schema = z.object({
       .optional(),
   ),
   PRUNE_EXPIRED: boolean('PRUNE_EXPIRED'),
+  EVENTS_URL: z.preprocess(
+    blankToUndefined,
+    z.string().refine((value) => parseEventsUrl(value.trim()) !== undefined, { error: EVENTS_URL_PROBLEM }).optional(),
+  ),
+  EVENTS_SECRET: z.preprocess(
+    blankToUndefined,
+    z.string().refine((value) => isEventsSecret(value.trim()), { error: EVENTS_SECRET_PROBLEM }).optional(),
+  ),
+  EVENTS_TYPES: z.preprocess(
+    blankToUndefined,
+    z
+      .string()
+      .transform((value) => value.split(',').map((type) => type.trim()))
+      .refine((types) => types.every((type) => (EVENT_TYPES as readonly string[]).includes(type)), {
+        error: `EVENTS_TYPES must be a comma-separated list of ${EVENT_TYPES.join(', ')}`,
+      })
+      .transform((types) => new Set(types as EventType[]))
+      .optional(),
+  ),
+  EVENTS_RETRY_FOR: z.preprocess(
+    blankToUndefined,
+    z
+      .string()
+      .transform((value) => parseDuration(value.trim(), ['s', 'm', 'h', 'd']))
+      .refine((ms) => ms !== undefined && ms >= 10_000 && ms <= 7 * 86_400_000, {
+        error: 'EVENTS_RETRY_FOR must be a duration between 10s and 7d, such as 30m or 24h',
+      })
+      .transform((ms) => ms!)
+      .default(86_400_000),
+  ),
+  EVENTS_QUEUE_MAX: integer('EVENTS_QUEUE_MAX', 1, 1_000_000, 10_000),
   METRICS_PORT: z.preprocess(
     blankToUndefined,
     z
@@ -285,6 +359,14 @@ export function loadConfig(env: Record<string, string | undefined>, options: Loa
     if (!(error instanceof ConfigError)) throw error;
     problems.push(...error.problems);
   }
+  // One variable of the pair without the other: say which is missing (never the value of the one that is set).
+  const eventsUrl = blankToUndefined(env.EVENTS_URL);
+  const eventsSecret = blankToUndefined(env.EVENTS_SECRET);
+  if (eventsUrl !== undefined && eventsSecret === undefined) {
+    problems.push('EVENTS_SECRET is required with EVENTS_URL: the Standard Webhooks secret the receiver verifies events with (whsec_...)');
+  } else if (eventsSecret !== undefined && eventsUrl === undefined) {
+    problems.push('EVENTS_URL is required with EVENTS_SECRET: the https:// endpoint of the application that receives eviction events');
+  }
   if (!result.success || !credentials || problems.length > 0) throw new ConfigError([...new Set(problems)]);
   const env_ = result.data;
   const zitadelUrl = new URL(env_.ZITADEL_URL);
@@ -331,6 +413,16 @@ export function loadConfig(env: Record<string, string | undefined>, options: Loa
         keepAliveTimeoutMs: env_.KEEP_ALIVE_TIMEOUT_MS,
         maxConnections: env_.MAX_CONNECTIONS,
       },
+      events:
+        env_.EVENTS_URL && env_.EVENTS_SECRET
+          ? {
+              url: parseEventsUrl(env_.EVENTS_URL.trim())!,
+              secret: env_.EVENTS_SECRET.trim(),
+              types: env_.EVENTS_TYPES ?? new Set(EVENT_TYPES),
+              retryForMs: env_.EVENTS_RETRY_FOR,
+              queueMax: env_.EVENTS_QUEUE_MAX,
+            }
+          : undefined,
     },
     warnings,
   };

@@ -1,4 +1,4 @@
-import { Counter, Histogram, Registry, collectDefaultMetrics } from 'prom-client';
+import { Counter, Gauge, Histogram, Registry, collectDefaultMetrics } from 'prom-client';
 
 /** The service's Prometheus metrics, on a registry of its own (GET /metrics). */
 export interface Metrics {
@@ -24,13 +24,44 @@ export interface Metrics {
   lockFallbacks: Counter;
   /** Fetches of the instance's web keys (JWT/JWE payloads) by outcome (ok, failed). */
   jwksFetches: Counter<'outcome'>;
+  /**
+   * Eviction events by type and outcome: `sent` (2xx), `failed` (an attempt failed; retried or given up), `dropped`
+   * (given up: `reason` expired (past EVENTS_RETRY_FOR), overflow (queue full) or shutdown).
+   */
+  events: Counter<'type' | 'outcome' | 'reason'>;
+  /** What the two queue gauges read when scraped (set by the events delivery; none: 0). */
+  eventsQueue: { source: (() => { depth: number; oldestPendingSeconds: number }) | undefined };
 }
 
 export function createMetrics(options: { defaultMetrics?: boolean } = {}): Metrics {
   const registry = new Registry();
   if (options.defaultMetrics ?? true) collectDefaultMetrics({ register: registry });
   const registers = [registry];
+  const eventsQueue: Metrics['eventsQueue'] = { source: undefined };
+  new Gauge({
+    name: 'session_limiter_events_queue_depth',
+    help: 'Eviction events waiting for delivery (new or between retries)',
+    registers,
+    collect() {
+      this.set(eventsQueue.source?.().depth ?? 0);
+    },
+  });
+  new Gauge({
+    name: 'session_limiter_events_oldest_pending_seconds',
+    help: 'Age of the oldest eviction event not yet delivered (0 when none waits)',
+    registers,
+    collect() {
+      this.set(eventsQueue.source?.().oldestPendingSeconds ?? 0);
+    },
+  });
   return {
+    eventsQueue,
+    events: new Counter({
+      name: 'session_limiter_events_total',
+      help: 'Eviction events by type and outcome: sent, failed (an attempt failed), dropped (reason: expired, overflow, shutdown)',
+      labelNames: ['type', 'outcome', 'reason'],
+      registers,
+    }),
     registry,
     webhookRequests: new Counter({
       name: 'session_limiter_webhook_requests_total',

@@ -11,6 +11,7 @@ import { createMetricsServer, listenMetrics } from './metrics-server.js';
 import { ZitadelConnection } from './zitadel/connection.js';
 import { JwtProfileToken, PersonalAccessToken, type AccessTokenSource } from './zitadel/credentials.js';
 import type { RedisUserLock } from './enforcement/redis-lock.js';
+import type { DeliveryOptions, EventDelivery } from './events/delivery.js';
 import { createReadinessCheck } from './zitadel/readiness.js';
 import { ZitadelSessionDirectory } from './zitadel/session-directory.js';
 
@@ -22,7 +23,12 @@ export interface Service {
   directory: ZitadelSessionDirectory;
   enforcer: SessionLimitEnforcer;
   metrics: Metrics;
-  /** Stops accepting, lets enforcements in flight finish, then closes the connection to ZITADEL. */
+  /** Eviction events to the applications, with EVENTS_URL (and not in a dry run). */
+  events: EventDelivery | undefined;
+  /**
+   * Stops accepting, lets enforcements in flight finish, gives pending eviction events the rest of the shutdown
+   * window (SHUTDOWN_TIMEOUT_MS), then closes the connection to ZITADEL.
+   */
   close: () => Promise<void>;
 }
 
@@ -38,7 +44,12 @@ export interface ComposeOptions {
   now?: () => number;
   /** Where the instance's web keys are fetched; default `<ZITADEL_URL>/oauth/v2/keys` (tests point it elsewhere). */
   webKeysUrl?: URL;
+  /** For tests: the events delivery's clock, timers, random source and outcome observer. */
+  events?: Pick<DeliveryOptions, 'schedule' | 'random' | 'observe' | 'now' | 'baseDelayMs'>;
 }
+
+/** Kept from the shutdown window for what follows the events' last chance (closing ZITADEL's connection, logging). */
+const SHUTDOWN_MARGIN_MS = 500;
 
 export function credentialsFor(config: Pick<Config, 'credentials' | 'zitadelUrl'>): AccessTokenSource {
   const { credentials } = config;
@@ -83,6 +94,11 @@ export async function composeService(config: Config, logger: Logger, options: Co
       ? new (await import('./enforcement/redis-admissions.js')).RedisAdmissions(lock.redis, { usable: () => lock.usable })
       : undefined;
   if (admissions && lock) lock.onRecovered(() => void admissions.recovered().catch(() => undefined));
+  // Loaded only when configured; a dry run deletes nothing, so it tells the applications nothing.
+  const events =
+    config.events && !config.policy.dryRun
+      ? new (await import('./events/delivery.js')).EventDelivery({ ...config.events, logger, metrics, ...options.events })
+      : undefined;
   const enforcer = new SessionLimitEnforcer({
     directory,
     admissions,
@@ -95,6 +111,7 @@ export async function composeService(config: Config, logger: Logger, options: Co
     budgetMs: config.enforceBudgetMs,
     callTimeoutMs: config.zitadelTimeoutMs,
     maxConcurrent: config.maxConcurrentEnforcements,
+    reporter: events,
   });
   // JWT/JWE payloads: the opener and the JWKS adapter are loaded only then (json needs neither).
   let payloadOpener: PayloadOpenerPort | undefined;
@@ -130,9 +147,13 @@ export async function composeService(config: Config, logger: Logger, options: Co
     directory,
     enforcer,
     metrics,
+    events,
     async close() {
+      const deadline = Date.now() + config.shutdownTimeoutMs - SHUTDOWN_MARGIN_MS;
       try {
         await app.close();
+        // After the enforcements in flight: their evictions are queued by now.
+        await events?.shutdown(deadline);
       } finally {
         connection.close();
         await lock?.close();

@@ -28,6 +28,8 @@ export interface DoctorInputs {
   onLimit?: 'evict-oldest' | 'deny-new';
   /** SESSION_LIMIT_METADATA_KEY: then the runtime token must read user and organisation metadata. */
   limitMetadataKey?: string | undefined;
+  /** EVENTS_URL and EVENTS_SECRET: then a signed test event is sent there. */
+  events?: { url: URL; secret: string } | undefined;
 }
 
 const codeOf = (error: unknown) => ConnectError.from(error).code;
@@ -136,7 +138,28 @@ export async function runDoctor(inputs: DoctorInputs): Promise<CheckResult[]> {
 
   // 4. Applications where an eviction does not really sign the device out.
   if (inputs.admin) results.push(...(await checkApplications(inputs.admin.transport)));
+
+  // 5. The application's event receiver takes a signed test event.
+  if (inputs.events) results.push(await checkEvents(inputs.events.url, inputs.events.secret));
   return results;
+}
+
+/** Sends one signed event of type `test` to EVENTS_URL: PASS on 2xx. Loaded only when EVENTS_URL is set. */
+async function checkEvents(url: URL, secret: string): Promise<CheckResult> {
+  const { EventSigner, newEventId, sendSigned } = await import('../events/send.js');
+  const id = newEventId();
+  const body = JSON.stringify({
+    type: 'test',
+    timestamp: new Date().toISOString(),
+    data: { message: 'zitadel-session-limiter doctor: a test event; nothing happened to any session' },
+  });
+  const check = 'events receiver';
+  const where = `${url.origin}${url.pathname}`;
+  const result = await sendSigned(url, new EventSigner(secret), id, body, new Date(), 10_000);
+  if (result.status === undefined) return { status: 'FAIL', check, detail: `${where} could not be reached: ${result.error}` };
+  if (result.status >= 200 && result.status < 300) return { status: 'PASS', check, detail: `${where} accepted a signed test event (${result.status}, webhook-id ${id})` };
+  const hint = result.status === 401 || result.status === 403 || result.status === 400 ? ': check that the receiver verifies with the same EVENTS_SECRET' : '';
+  return { status: 'FAIL', check, detail: `${where} answered ${result.status} to a signed test event (webhook-id ${id})${hint}` };
 }
 
 async function checkApplications(transport: Transport): Promise<CheckResult[]> {

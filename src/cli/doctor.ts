@@ -71,6 +71,7 @@ export async function doctorCommand(argv: string[]): Promise<number> {
       endpoint: values.endpoint,
       onLimit: config.policy.onLimit,
       limitMetadataKey: config.limitMetadataKey,
+      events: config.events,
     });
     return print(results);
   } finally {

@@ -21,6 +21,8 @@ export interface SessionRecord {
   verifiedAt: Partial<Record<CredentialFactor, number>>;
   /** `userAgent.fingerprintId`: Login V2 sets it from a cookie, so it names a browser / device. */
   fingerprintId?: string | undefined;
+  /** `userAgent.description` (e.g. the browser's User-Agent header): for people, never for decisions. */
+  userAgentDescription?: string | undefined;
 }
 
 export type NotCountedReason = 'expired' | 'login-in-progress' | 'other-user';

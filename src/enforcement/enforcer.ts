@@ -1,7 +1,7 @@
 import { LRUCache } from 'lru-cache';
 import pLimit from 'p-limit';
 import type { Logger } from 'pino';
-import type { CallRunner, SessionDirectory } from './ports.js';
+import type { ActionReporter, CallRunner, SessionDirectory } from './ports.js';
 import { InMemoryAdmissions, type AdmissionMemory } from './admissions.js';
 import {
   chooseEvictions,
@@ -71,6 +71,8 @@ export interface EnforcerOptions {
   admissionClockSkewMs?: number;
   /** Sessions evicted (each re-read, then deleted) by one enforcement at most; the rest wait for the next. */
   maxEvictionsPerEnforcement?: number;
+  /** Told of every eviction, denial and prune once ZITADEL deleted the session (never in a dry run). */
+  reporter?: ActionReporter | undefined;
 }
 
 /** How a webhook's login reaches the enforcer. */
@@ -199,6 +201,7 @@ export class SessionLimitEnforcer {
   readonly #admissions: AdmissionMemory;
   readonly #clockSkewMs: number;
   readonly #maxEvictions: number;
+  readonly #reporter: ActionReporter | undefined;
   readonly #slots = new Map<string, UserSlot>();
   /** The user (and organisation) of sessions seen recently: a session's user never changes. */
   readonly #owners = new LRUCache<string, { userId: string; organizationId: string | undefined }>({ max: 10_000 });
@@ -223,6 +226,7 @@ export class SessionLimitEnforcer {
     this.#admissions = options.admissions ?? new InMemoryAdmissions({ now: this.#now });
     this.#clockSkewMs = options.admissionClockSkewMs ?? 1000;
     this.#maxEvictions = options.maxEvictionsPerEnforcement ?? DEFAULT_MAX_EVICTIONS_PER_ENFORCEMENT;
+    this.#reporter = options.reporter;
   }
 
   /** Enforcements running or waiting right now. */
@@ -424,7 +428,7 @@ export class SessionLimitEnforcer {
         const { decision, deferred } = await this.#decide(userId, records, limit, classified, run, log);
         const actions = this.#actionsOf(decision);
         undone = actions.map((action) => action.session.id);
-        await this.#apply(userId, decision, actions, limit, run, log);
+        await this.#apply(userId, decision, actions, limit, run, log, causeOf(triggers, decision));
         undone = [];
         if (this.#policy.onLimit === 'deny-new') await this.#remember(userId, decision, classified.unjudged, log);
         return { userId, decision, evicted: decision.evict.map(({ session }) => session.id), deferred, records };
@@ -585,7 +589,37 @@ export class SessionLimitEnforcer {
     ];
   }
 
-  async #apply(userId: string, decision: EvictionDecision, actions: Action[], limit: ResolvedLimit, run: CallRunner, log: EnforcementLog): Promise<void> {
+  /** Tells the reporter (if any) what was deleted; a reporter that throws must not fail the enforcement. */
+  #report(action: Action, userId: string, limit: ResolvedLimit, cause: string | undefined, log: EnforcementLog): void {
+    if (!this.#reporter) return;
+    const { session } = action;
+    try {
+      this.#reporter.report({
+        type: action.event,
+        at: this.#now(),
+        userId,
+        orgId: session.organizationId,
+        sessionId: session.id,
+        userAgent: { description: session.userAgentDescription, fingerprintId: session.fingerprintId },
+        reason: action.event === 'session.pruned' ? 'expired' : 'limit_exceeded',
+        limit: limit.limit,
+        limitSource: limit.source,
+        ...(action.event === 'session.evicted' ? { causedBySessionId: cause } : {}),
+      });
+    } catch (error) {
+      log.warn({ err: error, sessionId: session.id, event: action.event }, 'the action reporter failed; the session was deleted all the same');
+    }
+  }
+
+  async #apply(
+    userId: string,
+    decision: EvictionDecision,
+    actions: Action[],
+    limit: ResolvedLimit,
+    run: CallRunner,
+    log: EnforcementLog,
+    cause: string | undefined,
+  ): Promise<void> {
     const { dryRun } = this.#policy;
     this.#metrics?.activeSessions.observe(decision.units);
     const audit = (action: Action) =>
@@ -621,6 +655,7 @@ export class SessionLimitEnforcer {
           if (action.event === 'session.evicted') this.#metrics?.sessionsEvicted.inc();
           else if (action.event === 'session.pruned') this.#metrics?.sessionsPruned.inc();
           else this.#metrics?.loginsDenied.inc();
+          this.#report(action, userId, limit, cause, log);
           return action.session.id;
         }),
       ),
@@ -631,4 +666,13 @@ export class SessionLimitEnforcer {
       throw new EnforcementError(userId, failed, first.reason);
     }
   }
+}
+
+/**
+ * The login that caused this enforcement's evictions: the newest trigger that stays (a trigger that is itself
+ * evicted or denied caused nothing); undefined without a trigger (the repair sweep).
+ */
+function causeOf(triggers: readonly Trigger[], decision: EvictionDecision): string | undefined {
+  const kept = new Set(decision.keep.map(({ session }) => session.id));
+  return triggers.findLast((trigger) => kept.has(trigger.id))?.id;
 }

@@ -1,4 +1,4 @@
-import type { SessionRecord } from './decision.js';
+import type { LimitSource, SessionRecord } from './decision.js';
 
 /**
  * What the enforcement needs from the outside, in its own words: the session directory (implemented over ZITADEL's
@@ -49,4 +49,34 @@ export class DirectoryError extends Error {
     this.kind = kind;
     this.retryable = retryable;
   }
+}
+
+/**
+ * What an enforcement did to a session, for whoever wants to tell the applications (the events adapter in
+ * src/events/). Only ids and the device's user agent: never a credential. Reported after ZITADEL confirmed the delete,
+ * never in a dry run.
+ */
+export interface EnforcementAction {
+  type: 'session.evicted' | 'session.denied' | 'session.pruned';
+  /** When the session was deleted (epoch ms). */
+  at: number;
+  userId: string;
+  orgId: string | undefined;
+  sessionId: string;
+  /** The session's `userAgent.description` and `userAgent.fingerprintId`, so the app can name the device. */
+  userAgent: { description: string | undefined; fingerprintId: string | undefined };
+  /** Machine-readable: `limit_exceeded` (evicted, denied) or `expired` (pruned). */
+  reason: 'limit_exceeded' | 'expired';
+  limit: number | 'unlimited';
+  limitSource: LimitSource;
+  /** session.evicted: the login (session id) whose sign-in pushed the user over the limit; undefined in a sweep. */
+  causedBySessionId?: string | undefined;
+}
+
+/**
+ * Where the enforcer reports its actions. `report` must return at once and never throw: the webhook's answer does
+ * not wait for it (delivery, if any, happens later).
+ */
+export interface ActionReporter {
+  report(action: EnforcementAction): void;
 }

@@ -30,6 +30,7 @@ export function toSessionRecord(session: Session): SessionRecord {
     expiresAt: timestampToMs(session.expirationDate),
     verifiedAt,
     fingerprintId: session.userAgent?.fingerprintId || undefined,
+    userAgentDescription: session.userAgent?.description || undefined,
   };
 }
 

@@ -61,6 +61,7 @@ async function simulator(t: Test): Promise<Record<string, string>> {
 }
 
 const simulatorModules = (run: Run) => run.loaded.filter((file) => file.startsWith('simulator/'));
+const eventsModules = (run: Run) => run.loaded.filter((file) => file.startsWith('events/'));
 
 t.test('npm start (node dist/main.js) and `serve` do not load the simulator', async (t) => {
   const env = { ...(await simulator(t)), ZITADEL_SIGNING_KEYS: SIGNING_KEY, PORT: '0', HOST: '127.0.0.1' };
@@ -69,6 +70,7 @@ t.test('npm start (node dist/main.js) and `serve` do not load the simulator', as
     t.match(run.stdout, /Server listening at/, `${entry.join(' ')} served`, { stderr: run.stderr });
     t.ok(run.loaded.includes('service.js') && run.loaded.some((file) => file.startsWith('enforcement/')), 'the recorder sees dist modules');
     t.same(simulatorModules(run), [], `${entry.join(' ')} loads no simulator module`);
+    t.same(eventsModules(run), [], `${entry.join(' ')} without EVENTS_URL loads no events module`);
   }
 });
 
@@ -78,6 +80,7 @@ t.test('doctor and enforce do not load the simulator', async (t) => {
   t.match(doctor.stdout, /^PASS {2}session\.read: /m, 'doctor ran its checks', { stderr: doctor.stderr });
   t.ok(doctor.loaded.includes('admin/doctor.js'), 'the recorder sees dist modules');
   t.same(simulatorModules(doctor), [], 'doctor loads no simulator module');
+  t.same(eventsModules(doctor), [], 'doctor without EVENTS_URL loads no events module');
 
   const enforce = await runRecorded(t, ['dist/cli/index.js', 'enforce', '--user', 'x'], env);
   t.equal(enforce.code, 0, 'enforce ran', { stderr: enforce.stderr });

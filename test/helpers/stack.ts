@@ -45,6 +45,8 @@ export interface StackOptions {
   signingKeys?: string[];
   /** deny-new: the clock difference tolerated between the simulator and the service (default: the service's). */
   admissionClockSkewMs?: number;
+  /** The events delivery's test hooks (scheduler, observer, random source). */
+  events?: ComposeOptions['events'];
   /** More environment variables for the service's configuration, given the simulator (e.g. to add a key). */
   env?: (simulator: ZitadelSimulator) => Record<string, string | undefined>;
   /** The service's clock (the HMAC window, the JWKS cache); default Date.now. */
@@ -71,6 +73,7 @@ export async function startStack(options: StackOptions = {}): Promise<Stack> {
     admissionClockSkewMs: options.admissionClockSkewMs,
     ...(options.now ? { now: options.now } : {}),
     ...(options.webKeysUrl ? { webKeysUrl: options.webKeysUrl } : {}),
+    events: options.events,
   } satisfies ComposeOptions);
   const { app } = service;
   await app.ready();

@@ -40,6 +40,7 @@ t.test('defaults', async (t) => {
       maxZitadelCalls: 64,
       redisUrl: undefined,
       server: { requestTimeoutMs: 30000, keepAliveTimeoutMs: 72000, maxConnections: 1000 },
+      events: undefined,
       signingKeys: ['SECRETkeyone0123456789abcdefghijklmn'],
       payloadType: 'json',
       payloadKeys: [],
