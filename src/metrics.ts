@@ -1,4 +1,4 @@
-import { Counter, Histogram, Registry, collectDefaultMetrics } from 'prom-client';
+import { Counter, Gauge, Histogram, Registry, collectDefaultMetrics } from 'prom-client';
 
 /** The service's Prometheus metrics, on a registry of its own (GET /metrics). */
 export interface Metrics {
@@ -22,14 +22,32 @@ export interface Metrics {
   zitadelRetries: Counter<'method'>;
   /** Enforcements that ran without the cross-replica lock because Redis was unreachable. */
   lockFallbacks: Counter;
+  /** 1 when /readyz would answer ready (ZITADEL answers), else 0: alerts cannot read /readyz. */
+  ready: Gauge;
+  /** Feeds `ready` from the readiness check /readyz answers with; it is asked at each scrape. */
+  reportReadiness(check: () => Promise<{ ready: boolean }>): void;
 }
 
 export function createMetrics(options: { defaultMetrics?: boolean } = {}): Metrics {
   const registry = new Registry();
   if (options.defaultMetrics ?? true) collectDefaultMetrics({ register: registry });
   const registers = [registry];
+  let readiness: (() => Promise<{ ready: boolean }>) | undefined;
   return {
     registry,
+    reportReadiness(check) {
+      readiness = check;
+    },
+    ready: new Gauge({
+      name: 'session_limiter_ready',
+      help: '1 when /readyz answers ready (ZITADEL answers), else 0; evaluated at each scrape like /readyz',
+      registers,
+      // The same check as /readyz: a fresh answer from ZITADEL, or a probe shared with /readyz (at most one per
+      // 5 s, bounded by ZITADEL_TIMEOUT_MS). Without a check (a bare app in tests) it stays unset: 0.
+      async collect() {
+        if (readiness) this.set((await readiness()).ready ? 1 : 0);
+      },
+    }),
     webhookRequests: new Counter({
       name: 'session_limiter_webhook_requests_total',
       help: 'Webhook requests by outcome (enforced, skipped, ignored, rejected, failed) and error code',

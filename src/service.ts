@@ -91,6 +91,8 @@ export async function composeService(config: Config, logger: Logger, options: Co
     callTimeoutMs: config.zitadelTimeoutMs,
     maxConcurrent: config.maxConcurrentEnforcements,
   });
+  const readiness = createReadinessCheck({ connection, directory, redis: lock, logger });
+  metrics.reportReadiness(readiness);
   const app = buildApp({
     logger,
     enforcer,
@@ -98,7 +100,7 @@ export async function composeService(config: Config, logger: Logger, options: Co
     signingKeys: config.signingKeys,
     signatureToleranceSeconds: config.signatureToleranceSeconds,
     denyMessage: config.denyMessage,
-    readiness: createReadinessCheck({ connection, directory, redis: lock, logger }),
+    readiness,
     exposeMetrics: config.metricsPort === undefined,
     limits: config.server,
   });
