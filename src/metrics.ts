@@ -31,6 +31,10 @@ export interface Metrics {
   events: Counter<'type' | 'outcome' | 'reason'>;
   /** What the two queue gauges read when scraped (set by the events delivery; none: 0). */
   eventsQueue: { source: (() => { depth: number; oldestPendingSeconds: number }) | undefined };
+  /** 1 when /readyz would answer ready (ZITADEL answers), else 0: alerts cannot read /readyz. */
+  ready: Gauge;
+  /** Feeds `ready` from the readiness check /readyz answers with; it is asked at each scrape. */
+  reportReadiness(check: () => Promise<{ ready: boolean }>): void;
 }
 
 export function createMetrics(options: { defaultMetrics?: boolean } = {}): Metrics {
@@ -54,6 +58,7 @@ export function createMetrics(options: { defaultMetrics?: boolean } = {}): Metri
       this.set(eventsQueue.source?.().oldestPendingSeconds ?? 0);
     },
   });
+  let readiness: (() => Promise<{ ready: boolean }>) | undefined;
   return {
     eventsQueue,
     events: new Counter({
@@ -63,6 +68,19 @@ export function createMetrics(options: { defaultMetrics?: boolean } = {}): Metri
       registers,
     }),
     registry,
+    reportReadiness(check) {
+      readiness = check;
+    },
+    ready: new Gauge({
+      name: 'session_limiter_ready',
+      help: '1 when /readyz answers ready (ZITADEL answers), else 0; evaluated at each scrape like /readyz',
+      registers,
+      // The same check as /readyz: a fresh answer from ZITADEL, or a probe shared with /readyz (at most one per
+      // 5 s, bounded by ZITADEL_TIMEOUT_MS). Without a check (a bare app in tests) it stays unset: 0.
+      async collect() {
+        if (readiness) this.set((await readiness()).ready ? 1 : 0);
+      },
+    }),
     webhookRequests: new Counter({
       name: 'session_limiter_webhook_requests_total',
       help: 'Webhook requests by outcome (enforced, skipped, ignored, rejected, failed) and error code',

@@ -125,6 +125,8 @@ export async function composeService(config: Config, logger: Logger, options: Co
     });
     payloadOpener = new PayloadOpener({ type: config.payloadType, keys: config.payloadKeys, webKeys });
   }
+  const readiness = createReadinessCheck({ connection, directory, redis: lock, logger });
+  metrics.reportReadiness(readiness);
   const app = buildApp({
     logger,
     ...(options.now ? { now: options.now } : {}),
@@ -136,7 +138,7 @@ export async function composeService(config: Config, logger: Logger, options: Co
     signingKeys: config.signingKeys,
     signatureToleranceSeconds: config.signatureToleranceSeconds,
     denyMessage: config.denyMessage,
-    readiness: createReadinessCheck({ connection, directory, redis: lock, logger }),
+    readiness,
     exposeMetrics: config.metricsPort === undefined,
     limits: config.server,
   });

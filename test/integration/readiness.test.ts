@@ -74,3 +74,28 @@ t.test('/metrics on the public port (no METRICS_PORT): a failing collection answ
   const logged = s.logs.lines.filter((line) => /collector broke/.test(JSON.stringify(line)));
   t.equal(logged.length, 1, 'logged once, not once per scrape');
 });
+
+/** The value of an unlabelled series in Prometheus text, or undefined when it is not exposed. */
+async function scraped(s: Stack, name: string): Promise<number | undefined> {
+  const answer = await s.app.inject({ method: 'GET', url: '/metrics' });
+  const line = answer.body.split('\n').find((text) => text.startsWith(`${name} `));
+  return line === undefined ? undefined : Number(line.slice(name.length + 1));
+}
+
+t.test('session_limiter_ready follows /readyz: 1 while ZITADEL answers (alerts read it)', async (t) => {
+  const s = await stackOn(t);
+  t.equal(await scraped(s, 'session_limiter_ready'), 1, 'a scrape alone tells it');
+  t.equal((await s.app.inject({ method: 'GET', url: '/readyz' })).statusCode, 200, '/readyz agrees');
+});
+
+t.test('session_limiter_ready is 0 when ZITADEL is down, without anyone asking /readyz first', async (t) => {
+  const s = await stackOn(t);
+  await s.simulator.close();
+  t.equal(await scraped(s, 'session_limiter_ready'), 0);
+  t.equal((await s.app.inject({ method: 'GET', url: '/readyz' })).statusCode, 503, '/readyz agrees');
+});
+
+t.test('session_limiter_ready is 0 with a revoked token, without anyone asking /readyz first', async (t) => {
+  const s = await stackOn(t, { token: 'revoked' });
+  t.equal(await scraped(s, 'session_limiter_ready'), 0);
+});
