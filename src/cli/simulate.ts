@@ -3,7 +3,7 @@ import { parseArgs } from 'node:util';
 import { ConnectError } from '@connectrpc/connect';
 import { createServerTransport } from '@zitadel/client/node';
 import { createSessionServiceClient } from '@zitadel/client/v2';
-import { describeFetchFailure } from '../net-failure.js';
+import { fetchFailureReason } from '../net-failure.js';
 import { DEFAULT_SIMULATOR_TOKEN, WEBHOOK_LOG_PATH, ZitadelSimulator, describeDelivery, type WebhookLogEntry } from '../simulator/index.js';
 import { UsageError } from './usage-error.js';
 
@@ -118,13 +118,16 @@ export async function simulateCommand(argv: string[]): Promise<number> {
   return 0;
 }
 
+/** Nothing at --url answered as a simulator: the message says what answered (or why nothing did). */
+class SimulatorUnreachable extends Error {}
+
 /** The simulator's webhook log after position `after` (no bodies), or why it could not be read. */
 async function webhooksAfter(url: string, token: string, after: number): Promise<WebhookLogEntry[]> {
   const log = `${url}${WEBHOOK_LOG_PATH}?after=${after}`;
   const response = await fetch(log, { headers: { authorization: `Bearer ${token}` } }).catch((error: unknown) => {
-    throw new Error(`${describeFetchFailure(log, error)}; is "zitadel-session-limiter simulate" running there?`, { cause: error });
+    throw new SimulatorUnreachable(`cannot reach the simulator at ${url}: ${fetchFailureReason(error, log)}`, { cause: error });
   });
-  if (!response.ok) throw new Error(`the simulator's webhook log answered ${response.status}: is ${url} a zitadel-session-limiter simulator?`);
+  if (!response.ok) throw new SimulatorUnreachable(`${url} answered ${response.status} to the simulator's webhook log: is it a zitadel-session-limiter simulator?`);
   return ((await response.json()) as { webhooks: WebhookLogEntry[] }).webhooks;
 }
 
@@ -165,11 +168,8 @@ async function loginCommand(argv: string[]): Promise<number> {
   try {
     seen = (await webhooksAfter(base, values.token, 0)).length;
   } catch (error) {
-    const cause = (error as { cause?: { code?: string } }).cause?.code;
-    console.error(
-      `error: cannot reach the simulator at ${base}${cause ? ` (${cause})` : ''}: ` +
-        `start it with "simulate" in another terminal, or pass its address with --url`,
-    );
+    if (!(error instanceof SimulatorUnreachable)) throw error;
+    console.error(`error: ${error.message}; start it with "simulate" in another terminal, or pass its address with --url`);
     return 1;
   }
   const client = createSessionServiceClient(createServerTransport(values.token, { baseUrl: base }));

@@ -57,3 +57,14 @@ t.test('replay to a service that is not running names the URL and the cause; cre
   t.notMatch(withCredentials.stdout + withCredentials.stderr, /hunter2/, 'the password in the URL is not printed');
   t.match(withCredentials.stderr, `http://127.0.0.1:${port}/webhooks/zitadel`, 'the URL without its credentials');
 });
+
+t.test('simulate login against something that is not a simulator says what answered', async (t) => {
+  const other = http.createServer((_request, response) => response.writeHead(404).end('no such route'));
+  await new Promise<void>((resolve) => other.listen(0, '127.0.0.1', resolve));
+  t.teardown(() => new Promise<void>((resolve) => other.close(() => resolve())));
+  const url = `http://127.0.0.1:${(other.address() as AddressInfo).port}`;
+  const run = await runCli(['simulate', 'login', 'alice@example.com', '--url', url]);
+  t.equal(run.code, 1);
+  t.match(run.stderr, `error: ${url} answered 404 to the simulator's webhook log: is it a zitadel-session-limiter simulator?`);
+  t.notMatch(run.stderr, /cannot reach/, 'something did answer');
+});

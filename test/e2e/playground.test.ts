@@ -111,5 +111,6 @@ t.test('simulate login: a usage error without a login name, and a clear line whe
   const down = await runCli(['simulate', 'login', 'alice@example.com', '--url', `http://127.0.0.1:${port}`]);
   t.equal(down.code, 1);
   t.equal(down.stderr.trim().split('\n').length, 1, 'one line');
-  t.match(down.stderr, `cannot reach the simulator at http://127.0.0.1:${port} (ECONNREFUSED)`);
+  t.match(down.stderr, `error: cannot reach the simulator at http://127.0.0.1:${port}: connection refused (ECONNREFUSED)`, 'names the URL and the cause');
+  t.match(down.stderr, /start it with "simulate" in another terminal/, 'says what to do');
 });
