@@ -45,7 +45,8 @@ export const protocolFailureAsUnavailable: Interceptor = (next) => async (reques
     const detail = (error as ConnectError).rawMessage;
     throw new ConnectError(
       failure.kind === 'tls'
-        ? `TLS to ZITADEL_URL failed (${failure.code}: ${detail}): if ZITADEL's certificate comes from your own ` +
+        ? // The code says it all; OpenSSL's message is a multi-line dump of its internals.
+          `TLS to ZITADEL_URL failed (${failure.code}): if ZITADEL's certificate comes from your own ` +
             'certificate authority, trust it with NODE_EXTRA_CA_CERTS; check that the scheme (https:// or http://) is the one ZITADEL serves'
         : `ZITADEL_URL does not speak gRPC over HTTP/2 (${detail}): check that it points at ZITADEL itself, or at a proxy ` +
             'that passes HTTP/2 (h2c for http://) through',
