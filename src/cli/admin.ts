@@ -17,7 +17,8 @@ export const registerHelp = `Usage: zitadel-session-limiter register --endpoint 
 
 Creates the Actions v2 target (or updates the one with that name) and binds it to the responses of
 SessionService CreateSession and SetSession, keeping every other target bound there. Idempotent: running it
-again changes nothing. When the target is created, its signing key is printed once: put it in
+again with the same flags changes nothing; other flags (or the defaults, when a flag is left out) update the
+target to match them. When the target is created, its signing key is printed once: put it in
 ZITADEL_SIGNING_KEYS.
 
   --endpoint URL         the service's webhook, e.g. https://session-limiter.fly.dev/webhooks/zitadel

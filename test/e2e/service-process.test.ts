@@ -38,22 +38,22 @@ t.before(() => {
 });
 
 for (const variable of ['METRICS_PORT', 'PORT'] as const) {
-  t.test(`a busy ${variable}: exit 1 with one line naming ${variable} and the port, no stack trace`, async (t) => {
-    const simulator = new ZitadelSimulator();
-    await simulator.listen();
-    t.teardown(() => simulator.close());
-    const port = await occupiedPort(t);
-    const service = start(process.execPath, ['dist/main.js'], serviceEnv(simulator.url, { [variable]: String(port) }));
-    t.teardown(() => {
-      if (service.child.exitCode === null) process.kill(-service.child.pid!, 'SIGKILL');
+    t.test(`a busy ${variable}: exit 1 with one line naming ${variable} and the port, no stack trace`, async (t) => {
+      const simulator = new ZitadelSimulator();
+      await simulator.listen();
+      t.teardown(() => simulator.close());
+      const port = await occupiedPort(t);
+      const service = start(process.execPath, ['dist/main.js'], serviceEnv(simulator.url, { [variable]: String(port) }));
+      t.teardown(() => {
+        if (service.child.exitCode === null) process.kill(-service.child.pid!, 'SIGKILL');
+      });
+      const code = await service.exited;
+      const lines = service.stderr().split('\n').filter(Boolean);
+      t.equal(code, 1, 'exit code 1', { stderr: service.stderr() });
+      t.equal(lines.length, 1, 'one line on stderr', { stderr: service.stderr() });
+      t.match(lines[0], new RegExp(`(^|[^_])${variable} ${port}\\b.*in use`));
+      t.notMatch(service.stderr(), /^\s+at /m, 'no stack trace');
     });
-    const code = await service.exited;
-    const lines = service.stderr().split('\n').filter(Boolean);
-    t.equal(code, 1, 'exit code 1', { stderr: service.stderr() });
-    t.equal(lines.length, 1, 'one line on stderr', { stderr: service.stderr() });
-    t.match(lines[0], new RegExp(`(^|[^_])${variable} ${port}\\b.*in use`));
-    t.notMatch(service.stderr(), /^\s+at /m, 'no stack trace');
-  });
 }
 
 /** The pids of the processes below `pid` (Linux /proc), with their command lines. */
@@ -91,11 +91,17 @@ function alive(pid: number): boolean {
   }
 }
 
-t.test('npm start: SIGTERM to npm stops the service it started, gracefully', { skip: process.platform !== 'linux' && 'reads /proc' }, async (t) => {
+// `npm start` (production) and `npm run -s cli -- serve` (the README's playground): both scripts `exec` node, so the
+// signal npm forwards reaches the service instead of a shell that would leave it running.
+for (const [args, entry] of [
+  [['start', '--silent'], 'dist/main.js'],
+  [['run', '-s', 'cli', '--', 'serve'], 'dist/cli/index.js serve'],
+] as const) {
+t.test(`npm ${args.join(' ')}: SIGTERM to npm stops the service it started, gracefully`, { skip: process.platform !== 'linux' && 'reads /proc' }, async (t) => {
   const simulator = new ZitadelSimulator();
   await simulator.listen();
   t.teardown(() => simulator.close());
-  const npm = start('npm', ['start', '--silent'], serviceEnv(simulator.url, { SHUTDOWN_TIMEOUT_MS: '5000' }));
+  const npm = start('npm', [...args], serviceEnv(simulator.url, { SHUTDOWN_TIMEOUT_MS: '5000' }));
   t.teardown(() => {
     try {
       process.kill(-npm.child.pid!, 'SIGKILL');
@@ -104,8 +110,8 @@ t.test('npm start: SIGTERM to npm stops the service it started, gracefully', { s
     }
   });
   await until('the service to listen', () => (/Server listening at/.test(npm.stdout()) ? true : undefined));
-  const service = descendants(npm.child.pid!).find((p) => /(^|\/)node$/.test(p.command.split(' ')[0]!) && p.command.endsWith('dist/main.js'));
-  t.ok(service, 'the node process running dist/main.js', { tree: descendants(npm.child.pid!) });
+  const service = descendants(npm.child.pid!).find((p) => /(^|\/)node$/.test(p.command.split(' ')[0]!) && p.command.endsWith(entry));
+  t.ok(service, `the node process running ${entry}`, { tree: descendants(npm.child.pid!) });
   if (!service) return;
 
   // As a supervisor or a terminal does: the signal to npm itself, not to its process group.
@@ -113,9 +119,10 @@ t.test('npm start: SIGTERM to npm stops the service it started, gracefully', { s
   await npm.exited;
   // Gone within the shutdown window (5 s) plus a margin; the service also writes "stopped" when it stops cleanly.
   const gone = await until('the service process to end', () => (alive(service.pid) ? undefined : true), 15_000).catch(() => false);
-  t.ok(gone, `node dist/main.js (pid ${service.pid}) ended with npm`);
+  t.ok(gone, `node ${entry} (pid ${service.pid}) ended with npm`);
   if (!gone) process.kill(service.pid, 'SIGKILL');
   // Its last line may arrive just after the process is gone: wait for the line itself.
   const stopped = await until('the "stopped" line', () => (npm.stdout().includes('"msg":"stopped"') ? true : undefined), 5_000).catch(() => false);
   t.ok(stopped, 'it shut down gracefully (SIGTERM reached it)');
 });
+}
