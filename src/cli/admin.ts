@@ -145,6 +145,13 @@ export async function registerCommand(argv: string[]): Promise<number> {
   if (result.signingKey) {
     console.log(`\nsigning key (shown once): ${result.signingKey}`);
     console.log('Set it as ZITADEL_SIGNING_KEYS on the service, e.g.: fly secrets set ZITADEL_SIGNING_KEYS=<key>');
+    if (spec.interruptOnError) {
+      console.error(
+        'warning: this new target interrupts logins on failure, and the service does not hold its key yet: EVERY login ' +
+          'fails until ZITADEL_SIGNING_KEYS holds it. Safer: register without --deny-new/--interrupt-on-error, set the ' +
+          'key, run doctor, then register again with it.',
+      );
+    }
   } else if (result.created === false) {
     console.log('\nThe signing key is unchanged (use rotate-key to rotate it).');
   }

@@ -250,6 +250,11 @@ t.test('register and doctor from the command line: idempotent register, a FAIL l
   t.same([deny.updated, simulator.actions.targets.get(deny.targetId)?.type, simulator.actions.targets.get(deny.targetId)?.interruptOnError], [true, 'restWebhook', true], '--deny-new: a waiting, interrupting webhook');
   const conflicting = await cli(admin, 'register', '--endpoint', endpoint, '--deny-new', '--type', 'async');
   t.equal(conflicting.code, 2);
+  // A NEW interrupting target fails every login until the service holds its key: said plainly (outside review of #13).
+  const fresh = await cli(admin, 'register', '--endpoint', endpoint, '--name', 'interrupting', '--deny-new');
+  t.equal(fresh.code, 0);
+  t.match(fresh.stderr, /^warning: this new target interrupts logins on failure.*EVERY login fails until ZITADEL_SIGNING_KEYS holds it/m);
+  await cli(admin, 'unregister', '--name', 'interrupting');
 
   const usage = await cli({}, 'register', '--endpoint', endpoint);
   t.equal(usage.code, 2);
