@@ -90,8 +90,12 @@ export async function simulateCommand(argv: string[]): Promise<number> {
   const lag = values['projection-lag'] === 'until-read' ? undefined : values['projection-lag'];
   const numbers = { port: values.port, 'projection-lag': lag, latency: values.latency, seed: values.seed };
   for (const [name, value] of Object.entries(numbers)) {
-    if (value !== undefined && !/^\d+$/.test(value)) throw new UsageError([`--${name} must be a whole number`]);
+    if (value !== undefined && !/^\d+$/.test(value)) {
+      throw new UsageError([`--${name} must be a whole number${name === 'projection-lag' ? ' of milliseconds or until-read' : ''}`]);
+    }
   }
+  const badUser = (values.user ?? []).find((spec) => !/^[^:]+:.+$/.test(spec));
+  if (badUser !== undefined) throw new UsageError([`--user must be LOGIN:PASSWORD, e.g. bob@example.com:secret (got "${badUser.split(':')[0]}")`]);
   const simulator = new ZitadelSimulator({
     projectionMode: values['projection-lag'] === 'until-read' ? 'until-read' : lag === undefined ? undefined : Number(lag),
     seed: values.seed === undefined ? undefined : Number(values.seed),
@@ -104,7 +108,10 @@ export async function simulateCommand(argv: string[]): Promise<number> {
     console.log(`user ${user.loginName} (id ${user.id})`);
     return { loginName: user.loginName, password: password.join(':') };
   });
-  const url = await simulator.listen(Number(values.port), values.host);
+  const url = await simulator.listen(Number(values.port), values.host).catch((error: unknown) => {
+    if ((error as NodeJS.ErrnoException).code !== 'EADDRINUSE') throw error;
+    throw new Error(`${values.host}:${values.port} is in use: stop what listens there, or pick another port with --port (0: any free one)`, { cause: error });
+  });
   console.log(`ZITADEL simulator listening at ${url}`);
   console.log(`bearer token: ${DEFAULT_SIMULATOR_TOKEN} (every permission)`);
   console.log(`seed of the order of ties: ${simulator.state.seed}`);

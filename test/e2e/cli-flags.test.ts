@@ -58,6 +58,8 @@ t.test('other usage errors share the style', async (t) => {
   const cases: [string[], string, RegExp][] = [
     [['replay'], 'replay', /give exactly one FILE/],
     [['simulate', '--port', 'x'], 'simulate', /--port must be a whole number/],
+    [['simulate', '--projection-lag', 'never'], 'simulate', /--projection-lag must be a whole number of milliseconds or until-read/],
+    [['simulate', '--user', 'bob'], 'simulate', /--user must be LOGIN:PASSWORD/],
     [['simulate', 'login'], 'simulate login', /give exactly one LOGIN_NAME/],
     [['register'], 'register', /--endpoint is required/],
     [['enforce'], 'enforce', /give either --user ID or --all/],

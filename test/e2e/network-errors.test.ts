@@ -68,3 +68,13 @@ t.test('simulate login against something that is not a simulator says what answe
   t.match(run.stderr, `error: ${url} answered 404 to the simulator's webhook log: is it a zitadel-session-limiter simulator?`);
   t.notMatch(run.stderr, /cannot reach/, 'something did answer');
 });
+
+t.test('simulate on a port in use says so and how to pick another', async (t) => {
+  const busy = http.createServer();
+  await new Promise<void>((resolve) => busy.listen(0, '127.0.0.1', resolve));
+  t.teardown(() => new Promise<void>((resolve) => busy.close(() => resolve())));
+  const port = (busy.address() as AddressInfo).port;
+  const run = await runCli(['simulate', '--port', String(port)]);
+  t.equal(run.code, 1);
+  t.match(run.stderr, `error: 127.0.0.1:${port} is in use: stop what listens there, or pick another port with --port`);
+});
