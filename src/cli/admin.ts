@@ -241,11 +241,13 @@ function openKeyFile(file: string): { write(pem: string): void; discard(): void 
     fd = openSync(file, 'wx', 0o600);
   } catch (error) {
     const code = (error as NodeJS.ErrnoException).code;
-    throw new UsageError([
+    // Not a usage error: nothing was sent to ZITADEL, and the operator picks another path.
+    throw new Error(
       code === 'EEXIST'
-        ? `--private-key-out ${file}: the file exists and is never overwritten (it may hold a key in use): choose another path`
-        : `--private-key-out ${file}: cannot create it (${code ?? String(error)}): choose a writable path`,
-    ]);
+        ? `--private-key-out ${file}: the file exists and is never overwritten (it may hold a key in use): choose another path; nothing was changed`
+        : `--private-key-out ${file}: cannot create it (${code ?? String(error)}): choose a writable path; nothing was changed`,
+      { cause: error },
+    );
   }
   return {
     write(pem) {
