@@ -271,7 +271,9 @@ function handOver(pem: string | undefined, file: string | undefined, rotation = 
       rotation
         ? `  fly secrets set ZITADEL_PAYLOAD_KEYS="$(cat <current key file> ${file})"`
         : `  fly secrets set ZITADEL_PAYLOAD_TYPE=jwe ZITADEL_PAYLOAD_KEYS="$(cat ${file})"`,
-      `or, where the service can read the file: ZITADEL_PAYLOAD_KEYS=${file}`,
+      rotation
+        ? `or, where the service reads a file: cat <current key file> ${file} > <both keys file>, then ZITADEL_PAYLOAD_KEYS=<both keys file>`
+        : `or, where the service can read the file: ZITADEL_PAYLOAD_KEYS=${file}`,
     ].join('\n');
   }
   return [
