@@ -165,7 +165,9 @@ async function loginCommand(argv: string[]): Promise<number> {
   try {
     seen = (await webhooksAfter(base, values.token, 0)).length;
   } catch (error) {
-    const cause = (error as { cause?: { code?: string } }).cause?.code;
+    // webhooksAfter wraps fetch's TypeError, whose own cause holds the system's code.
+    const fetchError = (error as { cause?: { code?: string; cause?: { code?: string } } }).cause;
+    const cause = fetchError?.code ?? fetchError?.cause?.code;
     console.error(
       `error: cannot reach the simulator at ${base}${cause ? ` (${cause})` : ''}: ` +
         `start it with "simulate" in another terminal, or pass its address with --url`,
