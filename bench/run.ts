@@ -15,6 +15,7 @@ import { fixtureFor } from '../test/helpers/payloads.js';
 import { cpuMs, load, percentile, ROOT, rssMb, startService, stop, type LoadResult, type Shot } from './lib.js';
 import type { SimulatorRequest } from './simulator-process.js';
 import { measurePayloadOpen } from './payload-open.js';
+import { measurePayloadThroughput } from './payload-throughput.js';
 
 const KEY = 'BenchBenchBenchBenchBenchBenchBench1';
 const SECONDS = Number(process.env.BENCH_SECONDS ?? 8);
@@ -199,6 +200,8 @@ rows.memory = { idleRssMb: idleRss, underLatencyLoadMb: rssUnderLatency, underTh
 
 // --- 8. JWT/JWE payloads: CPU per webhook to open one (decrypt + verify), in this process --------------------
 rows.payloadOpen = await measurePayloadOpen();
+// --- 9. JWE against JSON: enforcement and rejection throughput, fresh services (bench/payload-throughput.ts) ---
+rows.payloadThroughput = await measurePayloadThroughput({ simulatorUrl, control, seconds: SECONDS });
 
 await service.stop();
 await stop(rejectBaseline.child);

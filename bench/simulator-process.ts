@@ -8,7 +8,9 @@ export type SimulatorRequest =
   | { op: 'latency'; ms: number }
   | { op: 'seed'; userId: string; active: number; expired?: number }
   | { op: 'count'; userId: string }
-  | { op: 'calls' };
+  | { op: 'calls' }
+  /** The instance's active web key signs each payload as ZITADEL signs a JWT payload (bench/payload-throughput.ts). */
+  | { op: 'sign'; payloads: string[] };
 export type SimulatorCommand = SimulatorRequest & { id: number };
 
 const simulator = new ZitadelSimulator({ projectionMode: 'until-read' });
@@ -17,6 +19,10 @@ const { state } = simulator;
 let seq = 0;
 
 process.on('message', (message: SimulatorCommand) => {
+  if (message.op === 'sign') {
+    void Promise.all(message.payloads.map((payload) => simulator.actions.webKeys.sign(payload))).then((reply) => process.send!({ id: message.id, reply }));
+    return;
+  }
   let reply: unknown = null;
   if (message.op === 'latency') state.latencyMs['*'] = message.ms;
   else if (message.op === 'seed') {

@@ -5,11 +5,13 @@ import { createSessionServiceClient, createUserServiceClient } from '@zitadel/cl
 import { AppService } from '@zitadel/proto/zitadel/app/v2beta/app_service_pb.js';
 import { OIDCGrantType, OIDCTokenType } from '@zitadel/proto/zitadel/app/v2beta/oidc_pb.js';
 import { ProjectService } from '@zitadel/proto/zitadel/project/v2beta/project_service_pb.js';
-import type { ActionApi, Target } from '../zitadel/action-api.js';
+import { describeFetchFailure } from '../net-failure.js';
+import { ActionApiError, type ActionApi, type PayloadKind, type Target } from '../zitadel/action-api.js';
 import { UNAVAILABLE_CODES } from '../zitadel/failures.js';
 import { METHODS, shortMethod } from './registration.js';
 
 import { checkEndpoint, type CheckResult, type Status } from './endpoint-check.js';
+import { publicKeyFingerprint } from './payload-keys.js';
 
 export type { CheckResult, Status };
 
@@ -30,6 +32,12 @@ export interface DoctorInputs {
   limitMetadataKey?: string | undefined;
   /** EVENTS_URL and EVENTS_SECRET: then a signed test event is sent there. */
   events?: { url: URL; secret: string } | undefined;
+  /** ZITADEL_PAYLOAD_TYPE; undefined: the payload checks are skipped. */
+  payloadType?: PayloadKind | undefined;
+  /** The fingerprints of ZITADEL_PAYLOAD_KEYS' public halves (`SHA256:...`); empty when it is not set here. */
+  payloadKeyFingerprints?: readonly string[] | undefined;
+  /** The instance's JWKS; default `<zitadelUrl>/oauth/v2/keys`. */
+  webKeysUrl?: string | undefined;
 }
 
 const codeOf = (error: unknown) => ConnectError.from(error).code;
@@ -122,6 +130,7 @@ export async function runDoctor(inputs: DoctorInputs): Promise<CheckResult[]> {
               'logins over the limit are not refused, only their sessions deleted. Run "register --deny-new"',
           );
         }
+        if (inputs.payloadType) results.push(...(await checkPayloadType(inputs.admin.api, target, inputs.payloadType, inputs.payloadKeyFingerprints ?? [])));
         if (target.kind === 'restCall') {
           add('WARN', 'target type', 'restCall lets a target rewrite the login\'s response: register it as async or webhook');
         }
@@ -131,12 +140,17 @@ export async function runDoctor(inputs: DoctorInputs): Promise<CheckResult[]> {
     }
   }
 
-  // 3. The endpoint answers a request signed as ZITADEL would sign it.
+  // 3. JWT and JWE payloads are signed by an instance web key: the service must be able to fetch them.
+  if ((inputs.payloadType !== undefined && inputs.payloadType !== 'json') || (target?.payloadType !== undefined && target.payloadType !== 'json')) {
+    results.push(await checkWebKeys(inputs.webKeysUrl ?? `${inputs.zitadelUrl.replace(/\/+$/, '')}/oauth/v2/keys`));
+  }
+
+  // 4. The endpoint answers a request signed as ZITADEL would sign it.
   const endpoint = inputs.endpoint ?? target?.endpoint;
   if (!endpoint) add('SKIP', 'endpoint', 'no target found; pass --endpoint URL to check a deployment');
-  else results.push(await checkEndpoint(endpoint, target?.signingKey ?? inputs.signingKeys[0]));
+  else results.push(await checkEndpoint(endpoint, target?.signingKey ?? inputs.signingKeys[0], target?.payloadType ?? inputs.payloadType ?? 'json'));
 
-  // 4. Applications where an eviction does not really sign the device out.
+  // 5. Applications where an eviction does not really sign the device out.
   if (inputs.admin) results.push(...(await checkApplications(inputs.admin.transport)));
 
   // 5. The application's event receiver takes a signed test event.
@@ -160,6 +174,87 @@ async function checkEvents(url: URL, secret: string): Promise<CheckResult> {
   if (result.status >= 200 && result.status < 300) return { status: 'PASS', check, detail: `${where} accepted a signed test event (${result.status}, webhook-id ${id})` };
   const hint = result.status === 401 || result.status === 403 || result.status === 400 ? ': check that the receiver verifies with the same EVENTS_SECRET' : '';
   return { status: 'FAIL', check, detail: `${where} answered ${result.status} to a signed test event (webhook-id ${id})${hint}` };
+}
+
+const NAMES: Record<PayloadKind, string> = { json: 'JSON', jwt: 'JWT', jwe: 'JWE' };
+
+/**
+ * The target's payload type against ZITADEL_PAYLOAD_TYPE, and for jwe its active public key against
+ * ZITADEL_PAYLOAD_KEYS. A target read without a payload type is JSON: on ZITADEL v4.8+ (protobuf JSON omits the zero
+ * enum) or on an older ZITADEL, told apart by the public-key routes (404 there).
+ */
+async function checkPayloadType(api: ActionApi, target: Target, configured: PayloadKind, held: readonly string[]): Promise<CheckResult[]> {
+  const check = 'payload type';
+  let keys: Awaited<ReturnType<ActionApi['listPublicKeys']>> | undefined;
+  try {
+    keys = await api.listPublicKeys(target.id);
+  } catch (error) {
+    if (!(error instanceof ActionApiError && error.status === 404)) return [{ status: 'FAIL', check, detail: (error as Error).message }];
+  }
+  if (keys === undefined && target.payloadType === undefined) {
+    return [
+      configured === 'json'
+        ? { status: 'PASS', check, detail: 'this ZITADEL is older than v4.8 and has no payload types: it sends JSON, as ZITADEL_PAYLOAD_TYPE=json expects' }
+        : {
+            status: 'FAIL',
+            check,
+            detail:
+              `this ZITADEL is older than v4.8 and has no payload types: it sends JSON, but ZITADEL_PAYLOAD_TYPE is ${configured}. ` +
+              'Set ZITADEL_PAYLOAD_TYPE=json, or upgrade ZITADEL to v4.8 or later and run register --payload-type ' + configured,
+          },
+    ];
+  }
+  const sent = target.payloadType ?? 'json';
+  const results: CheckResult[] = [];
+  if (sent === configured) results.push({ status: 'PASS', check, detail: `the target sends ${NAMES[sent]}, as ZITADEL_PAYLOAD_TYPE=${configured} expects` });
+  else {
+    results.push({
+      status: 'FAIL',
+      check,
+      detail:
+        `the target sends ${NAMES[sent]} but ZITADEL_PAYLOAD_TYPE is ${configured}: the service refuses every webhook (400 ERR_PAYLOAD_TYPE). ` +
+        `Set ZITADEL_PAYLOAD_TYPE=${sent}, or run register --payload-type ${configured}`,
+    });
+  }
+  if (sent !== 'jwe') return results;
+  const active = keys?.find((key) => key.active);
+  if (!active) {
+    results.push({ status: 'FAIL', check: 'payload key', detail: 'the target has no active public key: ZITADEL fails every call (MissingEncryptionKey); run register --payload-type jwe' });
+  } else if (held.length === 0) {
+    results.push({ status: 'SKIP', check: 'payload key', detail: "ZITADEL_PAYLOAD_KEYS is not set here: run doctor with the service's environment to check it" });
+  } else {
+    const fingerprint = publicKeyFingerprint(active.publicKeyPem) ?? active.fingerprint;
+    results.push(
+      held.includes(fingerprint)
+        ? { status: 'PASS', check: 'payload key', detail: `ZITADEL_PAYLOAD_KEYS holds the private key of the active public key ${active.keyId} (${fingerprint})` }
+        : {
+            status: 'FAIL',
+            check: 'payload key',
+            detail:
+              `no key of ZITADEL_PAYLOAD_KEYS (${held.join(', ')}) is the private half of the target's active public key ${active.keyId} ` +
+              `(${fingerprint}): the service refuses every webhook (401 ERR_PAYLOAD_UNDECRYPTABLE). Set the right key, or rotate with rotate-key --payload-key if it is lost`,
+          },
+    );
+  }
+  return results;
+}
+
+/** The instance's JWKS answers with at least one key (the service verifies JWT payloads against it). */
+async function checkWebKeys(url: string): Promise<CheckResult> {
+  const check = 'web keys (JWKS)';
+  try {
+    const response = await fetch(url, { headers: { accept: 'application/json' }, signal: AbortSignal.timeout(10_000) });
+    const json = (await response.json().catch(() => undefined)) as { keys?: unknown } | undefined;
+    const count = Array.isArray(json?.keys) ? json.keys.length : 0;
+    if (response.ok && count > 0) return { status: 'PASS', check, detail: `${url} serves ${count} key(s)` };
+    return {
+      status: 'FAIL',
+      check,
+      detail: `${url} answered ${response.status} with ${count} keys: the service cannot verify JWT/JWE payloads (503 ERR_ZITADEL_UNAVAILABLE or 401 ERR_PAYLOAD_SIGNATURE); check ZITADEL_URL`,
+    };
+  } catch (error) {
+    return { status: 'FAIL', check, detail: `${describeFetchFailure(url, error)}: the service cannot verify JWT/JWE payloads (503 ERR_ZITADEL_UNAVAILABLE)` };
+  }
 }
 
 async function checkApplications(transport: Transport): Promise<CheckResult[]> {

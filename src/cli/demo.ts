@@ -5,19 +5,26 @@ import { parseArgs } from 'node:util';
 import { createServerTransport } from '@zitadel/client/node';
 import { createSessionServiceClient } from '@zitadel/client/v2';
 import { register } from '../admin/registration.js';
+import { bodyForm } from '../payload-type/form.js';
 import { lastAuthenticatedAt } from '../enforcement/decision.js';
 import { WEBHOOK_PATH } from '../routes.js';
 import { ALL_PERMISSIONS, LOGIN_CLIENT_PERMISSIONS, ZitadelSimulator, type SimSession } from '../simulator/index.js';
-import { ActionApi } from '../zitadel/action-api.js';
+import { ActionApi, type PayloadKind } from '../zitadel/action-api.js';
 import { freePort } from './free-port.js';
+import { UsageError } from './usage-error.js';
 
-export const demoHelp = `Usage: zitadel-session-limiter demo [--json]
+export const demoHelp = `Usage: zitadel-session-limiter demo [--payload-type json|jwt|jwe] [--json]
 
 Starts a ZITADEL simulator and the service (limit 2), registers the service as a restWebhook target on the
 responses of CreateSession and SetSession through the v2 Action API, and plays Login V2: alice signs in on four
 devices one after another, then bob on one, then alice re-checks her password on an older session, then an
 evicted device tries to go on. Prints the timeline; --json prints the outcome as JSON instead.
-No network, no ZITADEL and no configuration needed.`;
+No network, no ZITADEL and no configuration needed.
+
+  --payload-type TYPE   what the target sends: json (default), jwt (signed by the simulator's web key) or jwe
+                        (that JWT encrypted to the target's key; register generates the key pair and the service
+                        opens the payloads with its private key, as ZITADEL_PAYLOAD_KEYS). Same story, same table.
+  --json                print the outcome as JSON`;
 
 const LIMIT = 2;
 const ADMIN_TOKEN = 'demo-admin';
@@ -37,6 +44,9 @@ export interface DemoStep {
 
 export interface DemoOutcome {
   limit: number;
+  /** The target's payload type, and the form of every webhook body the simulator sent (e.g. all `jwe`). */
+  payloadType: PayloadKind;
+  webhooks: { count: number; forms: string[] };
   steps: DemoStep[];
   /** Active sessions per user at the end, by device. */
   final: Record<string, string[]>;
@@ -66,7 +76,7 @@ function lastAuthenticated(session: SimSession): number {
   return lastAuthenticatedAt({ id: session.id, userId: session.userId, createdAt: undefined, expiresAt: undefined, verifiedAt }) ?? 0;
 }
 
-export async function runDemo(log: (line: string) => void): Promise<DemoOutcome> {
+export async function runDemo(log: (line: string) => void, payloadType: PayloadKind = 'json'): Promise<DemoOutcome> {
   const simulator = new ZitadelSimulator({
     tokens: { [ADMIN_TOKEN]: ALL_PERMISSIONS, [LOGIN_TOKEN]: LOGIN_CLIENT_PERMISSIONS, [LIMITER_TOKEN]: ['session.read', 'session.delete'] },
   });
@@ -88,8 +98,12 @@ export async function runDemo(log: (line: string) => void): Promise<DemoOutcome>
     timeout: '10s',
     kind: 'restWebhook',
     interruptOnError: false,
+    payloadType,
   });
   const service = startService({
+    ZITADEL_PAYLOAD_TYPE: payloadType,
+    // jwe: the private key register generated, handed to the service as the value of ZITADEL_PAYLOAD_KEYS.
+    ...(target.privateKeyPem ? { ZITADEL_PAYLOAD_KEYS: target.privateKeyPem } : {}),
     ZITADEL_URL: zitadelUrl,
     ZITADEL_TOKEN: LIMITER_TOKEN,
     ZITADEL_SIGNING_KEYS: target.signingKey!,
@@ -151,7 +165,8 @@ export async function runDemo(log: (line: string) => void): Promise<DemoOutcome>
     await service.ready;
     log(`zitadel-session-limiter demo: at most ${LIMIT} active sessions per user\n`);
     log(`  ZITADEL simulator  ${zitadelUrl}  (Session Service over gRPC, v2 Action API)`);
-    log(`  session-limiter    ${endpoint}  (restWebhook target on the CreateSession + SetSession responses)\n`);
+    log(`  session-limiter    ${endpoint}  (restWebhook target on the CreateSession + SetSession responses)`);
+    log(`  payload type       ${PAYLOAD_WORDS[payloadType]}\n`);
     for (const device of ['laptop', 'phone', 'tablet', 'tv']) await signIn(alice.id, alice.loginName, 'alice-password', device);
     await signIn(bob.id, bob.loginName, 'bob-password', 'laptop');
     const tablet = tokens.get(`${alice.id}/tablet`)!;
@@ -170,13 +185,26 @@ export async function runDemo(log: (line: string) => void): Promise<DemoOutcome>
       () => login.setSession({ sessionId: laptop, checks: { password: { password: 'alice-password' } } }),
       'the laptop must sign in again',
     );
-    return { limit: LIMIT, steps, final: { alice: activeOf(alice.id), bob: activeOf(bob.id) } };
+    const forms = simulator.actions.deliveries.map((delivery) => bodyForm(Buffer.from(delivery.body)));
+    return {
+      limit: LIMIT,
+      payloadType,
+      webhooks: { count: forms.length, forms: [...new Set(forms)] },
+      steps,
+      final: { alice: activeOf(alice.id), bob: activeOf(bob.id) },
+    };
   } finally {
     service.child.kill('SIGTERM');
     await service.stopped;
     await simulator.close();
   }
 }
+
+const PAYLOAD_WORDS: Record<PayloadKind, string> = {
+  json: 'JSON (HMAC-signed)',
+  jwt: 'JWT (the JSON signed by the simulator\'s web key, checked against /oauth/v2/keys)',
+  jwe: 'JWE (that JWT encrypted to the target\'s P-256 key; the service holds the private key)',
+};
 
 function printTimeline(outcome: DemoOutcome, log: (line: string) => void): void {
   const rows = outcome.steps.map((s) => [String(s.step), s.user, s.device, s.call, s.active.join(', ') || '-', s.evicted.join(', ') || '-']);
@@ -191,16 +219,30 @@ function printTimeline(outcome: DemoOutcome, log: (line: string) => void): void 
   log('');
   log(`  final: alice is signed in on ${outcome.final.alice?.join(' and ')}; bob on ${outcome.final.bob?.join(', ')}.`);
   log(`  Each login beyond ${outcome.limit} evicted the least recently authenticated session, before ZITADEL answered the login.`);
+  const forms = outcome.webhooks.forms.map((form) => (form === 'other' ? 'other' : form.toUpperCase())).join(', ');
+  log(
+    `  The ${outcome.webhooks.count} webhooks were ${forms}` +
+      (outcome.payloadType === 'jwe'
+        ? ': encrypted to the target\'s public key, opened by the service alone (no proxy or log in between could read the password).'
+        : outcome.payloadType === 'jwt'
+          ? ': signed by the instance web key, verified by the service before it acted.'
+          : ' (try --payload-type jwe: the same story with encrypted payloads).'),
+  );
 }
 
 export async function demoCommand(argv: string[]): Promise<number> {
-  const { values } = parseArgs({ args: argv, options: { json: { type: 'boolean' }, help: { type: 'boolean', short: 'h' } } });
+  const { values } = parseArgs({
+    args: argv,
+    options: { json: { type: 'boolean' }, 'payload-type': { type: 'string', default: 'json' }, help: { type: 'boolean', short: 'h' } },
+  });
   if (values.help) {
     console.log(demoHelp);
     return 0;
   }
+  const payloadType = values['payload-type'];
+  if (!['json', 'jwt', 'jwe'].includes(payloadType)) throw new UsageError(['--payload-type must be json, jwt or jwe']);
   const started = Date.now();
-  const outcome = await runDemo(values.json ? () => {} : (line) => console.log(line));
+  const outcome = await runDemo(values.json ? () => {} : (line) => console.log(line), payloadType as PayloadKind);
   if (values.json) console.log(JSON.stringify(outcome, null, 2));
   else {
     printTimeline(outcome, (line) => console.log(line));

@@ -5,6 +5,7 @@ import { credentialsFor } from '../service.js';
 import { ActionApi } from '../zitadel/action-api.js';
 import { ZitadelConnection } from '../zitadel/connection.js';
 import { PersonalAccessToken } from '../zitadel/credentials.js';
+import { webKeysUrl } from '../zitadel/web-keys.js';
 
 export const doctorHelp = `Usage: zitadel-session-limiter doctor [--name session-limiter] [--endpoint URL] [--json]
 
@@ -12,13 +13,17 @@ Checks a deployment, one PASS / FAIL / WARN / SKIP line each; exits 1 if anythin
   - ZITADEL is reachable and the runtime token is valid; it holds session.read and session.delete
   - the target exists, is bound to the CreateSession and SetSession responses, and its key is in
     ZITADEL_SIGNING_KEYS                                          (needs ZITADEL_ADMIN_TOKEN)
-  - the endpoint accepts a request signed the way ZITADEL signs it
+  - the target's payload type is ZITADEL_PAYLOAD_TYPE (a ZITADEL older than v4.8 has JSON only); for jwe, the
+    target's active public key is the public half of a key in ZITADEL_PAYLOAD_KEYS   (needs ZITADEL_ADMIN_TOKEN)
+  - for jwt and jwe: the instance's web keys (<ZITADEL_URL>/oauth/v2/keys) answer with at least one key
+  - the endpoint accepts a request signed the way ZITADEL signs it (for a jwt/jwe target its JSON probe is
+    answered 400 ERR_PAYLOAD_TYPE after the signature passed: that is a PASS)
   - WARN when ON_LIMIT=deny-new but the target does not wait and interrupt (async, or no interruptOnError)
   - WARN for each OIDC app where an eviction does not really sign the device out: no back-channel logout URI,
     JWT access tokens, refresh tokens granted                     (needs ZITADEL_ADMIN_TOKEN)
 
 It reads the service's own environment (ZITADEL_URL, ZITADEL_TOKEN or ZITADEL_KEY_FILE, and ZITADEL_SIGNING_KEYS
-if set: without it the key check is skipped) plus ZITADEL_ADMIN_TOKEN; run it where the service's configuration
+if set: without it the key check is skipped; ZITADEL_PAYLOAD_TYPE and ZITADEL_PAYLOAD_KEYS) plus ZITADEL_ADMIN_TOKEN; run it where the service's configuration
 is, e.g. "fly ssh console -C 'zitadel-session-limiter doctor'".
 
   --name NAME      the target's name                          default session-limiter
@@ -72,6 +77,9 @@ export async function doctorCommand(argv: string[]): Promise<number> {
       onLimit: config.policy.onLimit,
       limitMetadataKey: config.limitMetadataKey,
       events: config.events,
+      payloadType: config.payloadType,
+      payloadKeyFingerprints: config.payloadKeys.map((key) => key.fingerprint),
+      webKeysUrl: webKeysUrl(config.zitadelUrl).href,
     });
     return print(results);
   } finally {

@@ -3,6 +3,7 @@ import { fromJson, toJson, type DescMessage, type JsonValue, type MessageShape }
 import { Code, ConnectError } from '@connectrpc/connect';
 import { CompactEncrypt } from 'jose';
 import { parseDuration } from '../duration.js';
+import { fetchFailureReason } from '../net-failure.js';
 import { signPayload } from '../signature/sign.js';
 import { goJsonStringify } from './go-json.js';
 import type { SimulatorState } from './state.js';
@@ -114,15 +115,6 @@ export function describeDelivery(delivery: Delivery): string {
   const latency = delivery.latencyMs === undefined ? '' : ` in ${delivery.latencyMs} ms`;
   const outcome = delivery.failure ? `failed: ${delivery.failure.rawMessage}` : 'ok';
   return `webhook POST ${delivery.endpoint} (${delivery.fullMethod.split('/').at(-1)} response, ${kind}) -> ${status}${latency}: ${outcome}`;
-}
-
-/** A transport error's message with its cause's code (`fetch failed (ECONNREFUSED)`), never a bare `fetch failed`. */
-function transportFailure(error: unknown): string {
-  if (!(error instanceof Error)) return String(error);
-  if (error.name === 'TimeoutError') return `timed out (${error.message})`;
-  const cause = error.cause as { code?: unknown; message?: unknown } | undefined;
-  const detail = typeof cause?.code === 'string' ? cause.code : typeof cause?.message === 'string' ? cause.message : undefined;
-  return detail ? `${error.message} (${detail})` : error.message;
 }
 
 /** A new signing key like ZITADEL's: 36 letters and digits. */
@@ -427,7 +419,7 @@ export class ActionsRegistry implements ResponseExecutor {
       }
     } catch (error) {
       // A timeout or connection error is a plain Go error in ZITADEL: the caller sees Unknown.
-      delivery.failure = new ConnectError(transportFailure(error), Code.Unknown);
+      delivery.failure = new ConnectError(fetchFailureReason(error, target.endpoint), Code.Unknown);
     }
     delivery.latencyMs = Math.round(performance.now() - started);
     this.#onDelivery?.(delivery);

@@ -136,10 +136,13 @@ t.test('SIGTERM during an enforcement lets it finish, then exits 0 (node dist/ma
   t.ok(shuttingDown <= evicted && evicted <= stopped, 'shutting down, then the eviction, then stopped', { diagnostics });
 });
 
-t.test('npm run demo plays four devices, a second user and a re-check, and ends in the right state', async (t) => {
-  const { code, stdout, stderr } = await runProcess('npm', ['run', 'demo', '--silent', '--', '--json']);
+for (const payloadType of [undefined, 'jwe', 'jwt'] as const) {
+t.test(`npm run demo${payloadType ? ` -- --payload-type ${payloadType}` : ''} plays four devices, a second user and a re-check, and ends in the right state`, async (t) => {
+  const { code, stdout, stderr } = await runProcess('npm', ['run', 'demo', '--silent', '--', '--json', ...(payloadType ? ['--payload-type', payloadType] : [])]);
   t.equal(code, 0, stderr);
   const outcome = JSON.parse(stdout) as {
+    payloadType: string;
+    webhooks: { count: number; forms: string[] };
     limit: number;
     steps: { user: string; device: string; call: string; active: string[]; evicted: string[]; note?: string }[];
     final: Record<string, string[]>;
@@ -156,6 +159,22 @@ t.test('npm run demo plays four devices, a second user and a re-check, and ends 
   );
   t.ok(outcome.steps.filter((step) => step.call.includes('login name')).every((step) => step.evicted.length === 0), 'login-name steps never evict');
   t.match(outcome.steps.at(-1)!.note, /not_found/, 'the evicted laptop cannot go on');
+  t.equal(outcome.payloadType, payloadType ?? 'json');
+  t.same(outcome.webhooks.forms, [payloadType ?? 'json'], `every webhook body the simulator sent was ${payloadType ?? 'json'}`);
+  t.ok(outcome.webhooks.count >= 11, 'one webhook per login call');
+});
+}
+
+t.test('npm run demo -- --payload-type jwe: the table as with JSON, and a line saying the payloads were JWE', async (t) => {
+  const { code, stdout, stderr } = await runProcess('npm', ['run', 'demo', '--silent', '--', '--payload-type', 'jwe']);
+  t.equal(code, 0, stderr);
+  t.match(stdout, /payload type\s+JWE/);
+  t.match(stdout, /evicted laptop/);
+  t.match(stdout, /The \d+ webhooks were JWE: encrypted to the target's public key/);
+  t.notMatch(stdout, /PRIVATE KEY/, 'the demo prints no key');
+  const bad = await runProcess('npm', ['run', 'demo', '--silent', '--', '--payload-type', 'xml']);
+  t.equal(bad.code, 2);
+  t.match(bad.stderr, /--payload-type must be json, jwt or jwe/);
 });
 
 t.test('replay: a valid fixture gets 204, --key wrong gets 401 with its code; - reads stdin', async (t) => {

@@ -58,6 +58,10 @@ const RULES: Rule[] = [
   { match: /^npm run -s cli -- simulate$/, run: 'start-simulator' },
   { match: /npm run -s cli -- serve$/, run: 'start-service' },
   { match: /^npm run demo$/, run: 'once' },
+  {
+    match: /npm run -s cli -- (register --payload-type|rotate-key --payload-key)/,
+    skip: 'writes a private key file into the clone and turns the walk\'s target into a JWE one; the same commands run in test/e2e/payload-type-commands.test.ts',
+  },
   { match: /npm run -s cli -- (register|doctor|enforce|simulate login) /, run: 'once' },
   { match: /npm run -s cli -- doctor$/, run: 'once' },
   { match: /^curl -s https:\/\/session-limiter\.example\.com\//, run: 'once' },

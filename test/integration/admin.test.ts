@@ -51,6 +51,7 @@ t.test('register twice: one target bound to both executions, beside a foreign ta
     created: false,
     updated: false,
     signingKey: undefined,
+    payloadType: 'json',
     executions: [false, false],
   });
   t.same(

@@ -141,8 +141,20 @@ t.test('restWebhook with interruptOnError: a non-2xx, a timeout or a forwarded e
   t.teardown(() => answerNow());
   answer = { hold: never };
   t.equal(await codeOf(login()), 'Unknown', 'timeout: Unknown');
+  t.match(actions.deliveries.at(-1)!.failure?.rawMessage, /^no answer in time \(TimeoutError\)$/, 'in the words of src/net-failure.ts');
   answerNow();
   t.equal(state.sessions.size, 6, 'the sessions were written all the same, as in ZITADEL');
+});
+
+t.test('a target nobody listens at: the failure says why in the words the commands use (src/net-failure.ts)', async (t) => {
+  const { client, receiver, actions, user } = await setup(t);
+  const url = receiver.url;
+  await receiver.close();
+  const target = actions.createTarget({ name: 'gone', endpoint: url, type: 'restWebhook', interruptOnError: true });
+  actions.setExecution({ response: { method: CREATE } }, [target.id]);
+  const error = await client.createSession({ checks: { user: { search: { case: 'userId', value: user.id } } } }).catch((e) => ConnectError.from(e));
+  t.equal((error as ConnectError).code, Code.Unknown, 'a connection error is a plain Go error in ZITADEL');
+  t.equal((error as ConnectError).rawMessage, 'connection refused (ECONNREFUSED): nothing listens there');
 });
 
 t.test('without interruptOnError failures are only logged; restAsync does not wait', async (t) => {
