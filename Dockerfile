@@ -20,6 +20,7 @@ RUN npm ci --omit=dev --no-audit --no-fund && npm cache clean --force
 
 FROM node:26.12.1-bookworm-slim
 ENV NODE_ENV=production
+# The V8 heap bound (NODE_OPTIONS) depends on the machine's memory: fly.toml sets it next to the VM size.
 WORKDIR /app
 COPY --from=deps /app/node_modules ./node_modules
 COPY --from=build /app/dist ./dist

@@ -5,6 +5,7 @@
 import { spawn, type ChildProcess } from 'node:child_process';
 import { readFileSync } from 'node:fs';
 import { fileURLToPath } from 'node:url';
+import { parse as parseToml } from 'smol-toml';
 import { Agent, request } from 'undici';
 import { freePort } from '../src/cli/free-port.js';
 
@@ -75,7 +76,8 @@ export interface LoadResult {
 export interface Shot {
   url: string;
   headers: Record<string, string>;
-  body: Buffer | string;
+  /** Without a body: a GET (health checks). */
+  body?: Buffer | string;
 }
 
 /**
@@ -95,7 +97,7 @@ export async function load(options: { connections: number; seconds: number; maxR
       const i = sent++;
       const shot = await options.next(i);
       const t0 = process.hrtime.bigint();
-      const response = await request(shot.url, { method: 'POST', headers: shot.headers, body: shot.body, dispatcher: agent });
+      const response = await request(shot.url, { method: shot.body === undefined ? 'GET' : 'POST', headers: shot.headers, body: shot.body, dispatcher: agent });
       await response.body.dump();
       latencies.push(Number(process.hrtime.bigint() - t0) / 1e6);
       statuses[response.statusCode] = (statuses[response.statusCode] ?? 0) + 1;
@@ -106,4 +108,41 @@ export async function load(options: { connections: number; seconds: number; maxR
   await agent.close();
   latencies.sort((a, b) => a - b);
   return { requests: latencies.length, seconds, perSecond: Math.round(latencies.length / seconds), statuses, latenciesMs: latencies };
+}
+
+/** Peak resident set size of a process in MB (Linux /proc VmHWM). */
+export function hwmMb(pid: number): number {
+  const status = readFileSync(`/proc/${pid}/status`, 'utf8');
+  return Math.round((Number(/VmHWM:\s+(\d+) kB/.exec(status)?.[1] ?? 0) / 1024) * 10) / 10;
+}
+
+/** The memory settings fly.toml gives the service (NODE_OPTIONS, MALLOC_ARENA_MAX), so that runs measure them. */
+export function flyMemoryEnv(): Record<string, string> {
+  const fly = parseToml(readFileSync(new URL('../fly.toml', import.meta.url), 'utf8')) as { env?: Record<string, string> };
+  const result: Record<string, string> = {};
+  for (const name of ['NODE_OPTIONS', 'MALLOC_ARENA_MAX']) if (fly.env?.[name] !== undefined) result[name] = fly.env[name];
+  return result;
+}
+
+/** Samples `pid`'s RSS every `everyMs` until stopped; returns the samples in MB. */
+export function sampleRss(pid: number, everyMs: number): { stop(): number[] } {
+  const samples: number[] = [];
+  const timer = setInterval(() => {
+    try {
+      samples.push(rssMb(pid));
+    } catch {
+      // the process ended
+    }
+  }, everyMs);
+  return {
+    stop() {
+      clearInterval(timer);
+      return samples;
+    },
+  };
+}
+
+export function median(values: number[]): number {
+  const sorted = [...values].sort((a, b) => a - b);
+  return sorted.length === 0 ? Number.NaN : sorted[Math.floor(sorted.length / 2)]!;
 }

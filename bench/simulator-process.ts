@@ -7,6 +7,8 @@ import { ZitadelSimulator } from '../src/simulator/index.js';
 export type SimulatorRequest =
   | { op: 'latency'; ms: number }
   | { op: 'seed'; userId: string; active: number; expired?: number }
+  /** `users` users `${prefix}-<n>` with `active` sessions each; the reply is each user's newest session id. */
+  | { op: 'seedMany'; prefix: string; users: number; active: number }
   | { op: 'count'; userId: string }
   | { op: 'calls' }
   /** The instance's active web key signs each payload as ZITADEL signs a JWT payload (bench/payload-throughput.ts). */
@@ -36,6 +38,16 @@ process.on('message', (message: SimulatorCommand) => {
       ids.push(state.seedSession({ userId: message.userId, creationDate: at, factors: { password: at } }).id);
     }
     reply = ids;
+  } else if (message.op === 'seedMany') {
+    const newest: string[] = [];
+    for (let u = 0; u < message.users; u++) {
+      for (let i = 0; i < message.active; i++) {
+        const at = new Date(Date.now() - 1000 + i);
+        const id = state.seedSession({ userId: `${message.prefix}-${u}`, creationDate: at, factors: { password: at } }).id;
+        if (i === message.active - 1) newest.push(id);
+      }
+    }
+    reply = newest;
   } else if (message.op === 'count') reply = state.activeSessionsOf(message.userId).length;
   else if (message.op === 'calls') {
     reply = state.calls.length;

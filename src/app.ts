@@ -7,6 +7,7 @@ import type { Metrics } from './metrics.js';
 import { answerClientError } from './http-client-errors.js';
 import { createMetricsCollector } from './metrics-server.js';
 import { toServiceError } from './error-map.js';
+import { earlyRefusal } from './early-refusal.js';
 import { webhookRoutes, type WebhookOptions } from './webhook.js';
 import type { Readiness } from './zitadel/readiness.js';
 
@@ -133,6 +134,9 @@ export function buildApp(options: AppOptions): FastifyInstance {
     });
   }
 
+  // A forged webhook whose signature header alone condemns it is refused before its body is read (issue 15).
+  const now = options.now ?? Date.now;
+  app.addHook('onRoute', earlyRefusal({ signatureToleranceSeconds: options.signatureToleranceSeconds, now }));
   app.register(webhookRoutes, {
     enforcer: options.enforcer,
     signingKeys: options.signingKeys,
@@ -141,7 +145,7 @@ export function buildApp(options: AppOptions): FastifyInstance {
     payloadType: options.payloadType,
     payloadOpener: options.payloadOpener,
     budgetMs: options.budgetMs,
-    now: options.now ?? Date.now,
+    now,
     metrics,
   });
 

@@ -1,3 +1,5 @@
+import { BODY_LIMIT_BYTES } from './routes.js';
+
 /**
  * Every error this service answers with, in one place: the stable code (shared by HTTP responses, logs and
  * the README), its HTTP status, and a message that says what to do next.
@@ -41,7 +43,7 @@ export const errorCatalog = {
   },
   ERR_BODY_TOO_LARGE: {
     status: 413,
-    message: 'The body exceeds 256 KiB; ZITADEL session payloads are far smaller. Check the target binding.',
+    message: `The body exceeds ${BODY_LIMIT_BYTES / 1024} KiB; ZITADEL session payloads are far smaller. Check the target binding.`,
   },
   ERR_BODY_NOT_JSON: {
     status: 400,

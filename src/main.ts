@@ -1,8 +1,12 @@
 #!/usr/bin/env node
-// The service's entry point (`npm start`, the container's CMD).
-import { runService } from './service.js';
+// The service's entry point (`npm start`, the container's CMD). The service's modules are imported through
+// importWithoutEagerUndici, which keeps Node's bundled undici (19 MB, unused) from loading at start (src/lean-import.ts).
+import { importWithoutEagerUndici } from './lean-import.js';
 
-runService().catch((error: unknown) => {
+try {
+  const { runService } = await importWithoutEagerUndici(() => import('./service.js'));
+  await runService();
+} catch (error: unknown) {
   process.stderr.write(`fatal: ${error instanceof Error ? error.message : String(error)}\n`);
   process.exit(1);
-});
+}

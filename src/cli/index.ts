@@ -43,7 +43,9 @@ async function serveCommand(argv: string[]): Promise<void> {
     console.log(serveHelp);
     return;
   }
-  await (await import('../service.js')).runService();
+  // Like dist/main.js: without loading Node's bundled undici at start (src/lean-import.ts).
+  const { importWithoutEagerUndici } = await import('../lean-import.js');
+  await (await importWithoutEagerUndici(() => import('../service.js'))).runService();
 }
 
 // Each command's module is loaded only when that command runs: `serve`, `doctor` and `enforce` in production

@@ -79,6 +79,20 @@ export interface VerifyOptions {
 }
 
 /**
+ * What the header alone decides, before any body is read: missing, malformed, stale or future; else the parsed header
+ * (whether a `v1` matches needs the body). The webhook refuses such requests before buffering their body.
+ */
+export function checkSignatureHeader(options: Omit<VerifyOptions, 'body' | 'keys'>): ParsedSignatureHeader | SignatureRefusal {
+  const parsed = parse(options.header);
+  if ('valid' in parsed) return parsed;
+  const nowSeconds = (options.now ?? Date.now()) / 1000;
+  const futureSkew = options.futureSkewSeconds ?? Math.min(60, options.toleranceSeconds);
+  if (nowSeconds - parsed.timestamp > options.toleranceSeconds) return refused('stale');
+  if (parsed.timestamp - nowSeconds > futureSkew) return refused('future');
+  return parsed;
+}
+
+/**
  * Verifies a ZITADEL Actions v2 signature without throwing, and without knowing HTTP: the verdict says whether it is
  * valid, or why it is refused (missing, malformed, stale, future, mismatch). The webhook uses it on its hot path,
  * where forged requests are common.
@@ -88,14 +102,9 @@ export function checkSignature(options: VerifyOptions): SignatureVerdict {
   // Programming errors, not refusals: dangerous settings are impossible rather than silently "no check".
   if (!(toleranceSeconds >= 1)) throw new RangeError('toleranceSeconds must be at least 1');
   if (keys.length === 0) throw new RangeError('at least one signing key is needed');
-  const parsed = parse(options.header);
+  const parsed = checkSignatureHeader(options);
   if ('valid' in parsed) return parsed;
   const { timestamp, signatures } = parsed;
-
-  const nowSeconds = (options.now ?? Date.now()) / 1000;
-  const futureSkew = options.futureSkewSeconds ?? Math.min(60, toleranceSeconds);
-  if (nowSeconds - timestamp > toleranceSeconds) return refused('stale');
-  if (timestamp - nowSeconds > futureSkew) return refused('future');
 
   for (const key of keys) {
     const expected = computeSignature(key, timestamp, body);

@@ -1,7 +1,6 @@
 import { createPrivateKey, type KeyObject } from 'node:crypto';
 import { readFileSync } from 'node:fs';
 import { Code, ConnectError } from '@connectrpc/connect';
-import { SignJWT } from 'jose';
 import { z } from 'zod';
 import { describeFetchFailure } from '../net-failure.js';
 
@@ -126,6 +125,8 @@ export class JwtProfileToken implements AccessTokenSource {
   async #fetch(): Promise<string> {
     const { issuer, key, privateKey, now } = this.#options;
     const issuedAt = Math.floor(now() / 1000);
+    // jose is loaded on the first token fetch: a service configured with a personal access token never needs it.
+    const { SignJWT } = await import('jose');
     const assertion = await new SignJWT({})
       .setProtectedHeader({ alg: 'RS256', kid: key.keyId })
       .setIssuer(key.userId)

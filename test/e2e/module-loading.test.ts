@@ -25,6 +25,10 @@ interface Run {
   stderr: string;
   /** The dist/ modules the process loaded, relative to dist/ (e.g. `cli/index.js`). */
   loaded: string[];
+  /** The npm packages whose ES modules the process loaded (e.g. `jose`, `@zitadel/proto`). */
+  packages: string[];
+  /** Node's internal modules the process loaded (e.g. `internal/deps/undici/undici`). */
+  builtins: string[];
 }
 
 /**
@@ -50,7 +54,9 @@ async function runRecorded(t: Test, args: string[], env: Record<string, string>,
   const code = await new Promise<number | null>((resolve) => child.once('exit', (exit) => resolve(exit)));
   const urls = (await readFile(log, 'utf8').catch(() => '')).split('\n').filter(Boolean);
   const loaded = [...new Set(urls.filter((url) => url.startsWith(DIST)).map((url) => url.slice(DIST.length)))];
-  return { code, stdout, stderr, loaded };
+  const packages = [...new Set(urls.map((url) => /\/node_modules\/((?:@[^/]+\/)?[^/]+)\//.exec(url)?.[1]).filter((name) => name !== undefined))];
+  const builtins = urls.filter((url) => url.startsWith('builtin:')).map((url) => url.slice('builtin:'.length));
+  return { code, stdout, stderr, loaded, packages, builtins };
 }
 
 async function simulator(t: Test): Promise<Record<string, string>> {
@@ -71,6 +77,21 @@ t.test('npm start (node dist/main.js) and `serve` do not load the simulator', as
     t.ok(run.loaded.includes('service.js') && run.loaded.some((file) => file.startsWith('enforcement/')), 'the recorder sees dist modules');
     t.same(simulatorModules(run), [], `${entry.join(' ')} loads no simulator module`);
     t.same(eventsModules(run), [], `${entry.join(' ')} without EVENTS_URL loads no events module`);
+  }
+});
+
+t.test('the service loads at start only what its configuration uses (issue 15: idle memory)', async (t) => {
+  // A personal access token, no REDIS_URL, no LIMIT_METADATA_KEY: no jose (JWT profile keys), no ioredis, no metadata
+  // client, no Action API client, and not Node's bundled undici (19 MB; src/lean-import.ts), for both entry points.
+  const env = { ...(await simulator(t)), ZITADEL_SIGNING_KEYS: SIGNING_KEY, PORT: '0', HOST: '127.0.0.1' };
+  for (const entry of [['dist/main.js'], ['dist/cli/index.js', 'serve']]) {
+    const run = await runRecorded(t, entry, env, /Server listening at/);
+    const name = entry.join(' ');
+    t.match(run.stdout, /Server listening at/, `${name} served`, { stderr: run.stderr });
+    t.ok(run.packages.includes('@zitadel/proto') && run.builtins.includes('http'), 'the recorder sees packages and builtins');
+    t.same(run.packages.filter((name) => ['jose', 'ioredis', 'undici'].includes(name)), [], `${name}: no jose, ioredis or undici package`);
+    t.same(run.loaded.filter((file) => ['enforcement/redis-lock.js', 'enforcement/redis-admissions.js', 'zitadel/metadata.js', 'zitadel/action-api.js'].includes(file)), [], `${name}: no Redis, metadata or Action API module`);
+    t.same(run.builtins.filter((id) => id.includes('undici')), [], `${name}: Node's bundled undici is not loaded`);
   }
 });
 

@@ -79,3 +79,16 @@ t.test('the image holds the payloads that replay --help points at (#13)', async 
   t.ok(dockerIgnores('test/unit/deploy.test.ts'), 'the other tests stay out of it');
   t.ok(dockerIgnores('node_modules/fastify/package.json'));
 });
+
+t.test('the V8 heap is bounded from the VM size in fly.toml (issue 15, docs/performance.md#memory)', async (t) => {
+  const memoryMb = Number(/^(\d+)mb$/i.exec(fly.vm[0].memory)?.[1]);
+  t.ok(memoryMb > 0, `the VM size: ${fly.vm[0].memory}`);
+  const options = String(fly.env.NODE_OPTIONS ?? '');
+  const flag = (name: string) => Number(new RegExp(`(?:^|\\s)--${name}=(\\d+)(?:\\s|$)`).exec(options)?.[1]);
+  // Old space: 3/8 of the VM (96 MB of 256); the young generation: 3 semi-spaces of 2 MB; the rest is Node's binary
+  // (about 50 MB of mapped code), buffers outside the heap (bodies in flight) and the kernel.
+  t.equal(flag('max-old-space-size'), (memoryMb * 3) / 8, 'NODE_OPTIONS --max-old-space-size is 3/8 of the VM memory');
+  t.equal(flag('max-semi-space-size'), 2, 'NODE_OPTIONS --max-semi-space-size is 2 (MB)');
+  t.equal(fly.env.MALLOC_ARENA_MAX, '2', 'glibc keeps two malloc arenas, not one per thread');
+  t.ok(flag('max-old-space-size') + 3 * flag('max-semi-space-size') + 64 <= memoryMb * 0.7, 'heap and the non-heap floor leave 30% of the VM');
+});
