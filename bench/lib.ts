@@ -23,9 +23,17 @@ export interface ChildService {
  */
 export async function startService(env: Record<string, string>, extraArgs: string[] = []): Promise<ChildService> {
   const port = await freePort();
-  const child = spawn(process.execPath, [...extraArgs, 'dist/main.js'], {
+  // To compare Node flags for the service alone (e.g. fly.toml's): BENCH_SERVICE_NODE_ARGS='--max-semi-space-size=2'.
+  const nodeArgs = process.env.BENCH_SERVICE_NODE_ARGS?.split(' ').filter(Boolean) ?? [];
+  const child = spawn(process.execPath, [...nodeArgs, ...extraArgs, 'dist/main.js'], {
     cwd: ROOT,
-    env: { PATH: process.env.PATH ?? '', PORT: String(port), HOST: '127.0.0.1', LOG_LEVEL: 'info', ...env },
+    env: {
+      PATH: process.env.PATH ?? '',
+      PORT: String(port),
+      HOST: '127.0.0.1',
+      LOG_LEVEL: 'info',
+      ...env,
+    },
     stdio: ['ignore', 'ignore', 'inherit'],
   });
   const url = `http://127.0.0.1:${port}`;

@@ -9,6 +9,7 @@ import { PayloadTypeMismatchError } from './payload-type/failures.js';
 import { bodyForm, type PayloadType } from './payload-type/form.js';
 
 import { BODY_LIMIT_BYTES, WEBHOOK_PATH } from './routes.js';
+import { bodyReader } from './body-reader.js';
 
 export interface WebhookOptions {
   enforcer: Pick<SessionLimitEnforcer, 'enforce'>;
@@ -37,9 +38,7 @@ export interface PayloadOpenerPort {
  */
 export const webhookRoutes: FastifyPluginCallback<WebhookOptions> = (app: FastifyInstance, options, done) => {
   app.removeAllContentTypeParsers();
-  app.addContentTypeParser('application/json', { parseAs: 'buffer', bodyLimit: BODY_LIMIT_BYTES }, (_request, body, done) =>
-    done(null, body),
-  );
+  app.addContentTypeParser('application/json', bodyReader(BODY_LIMIT_BYTES));
 
   const payloadType = options.payloadType ?? 'json';
   const opener = options.payloadOpener;
