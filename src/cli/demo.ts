@@ -1,4 +1,5 @@
 import { spawn, type ChildProcess } from 'node:child_process';
+import { randomBytes } from 'node:crypto';
 import { existsSync } from 'node:fs';
 import { fileURLToPath } from 'node:url';
 import { parseArgs } from 'node:util';
@@ -8,7 +9,7 @@ import { register } from '../admin/registration.js';
 import { bodyForm } from '../payload-type/form.js';
 import { lastAuthenticatedAt } from '../enforcement/decision.js';
 import { WEBHOOK_PATH } from '../routes.js';
-import { ALL_PERMISSIONS, LOGIN_CLIENT_PERMISSIONS, ZitadelSimulator, type SimSession } from '../simulator/index.js';
+import { ALL_PERMISSIONS, EventReceiver, LOGIN_CLIENT_PERMISSIONS, ZitadelSimulator, type SimSession } from '../simulator/index.js';
 import { ActionApi, type PayloadKind } from '../zitadel/action-api.js';
 import { freePort } from './free-port.js';
 import { UsageError } from './usage-error.js';
@@ -18,7 +19,9 @@ export const demoHelp = `Usage: zitadel-session-limiter demo [--payload-type jso
 Starts a ZITADEL simulator and the service (limit 2), registers the service as a restWebhook target on the
 responses of CreateSession and SetSession through the v2 Action API, and plays Login V2: alice signs in on four
 devices one after another, then bob on one, then alice re-checks her password on an older session, then an
-evicted device tries to go on. Prints the timeline; --json prints the outcome as JSON instead.
+evicted device tries to go on. The service sends its signed eviction events (EVENTS_URL) to a small receiver the
+demo runs, which verifies them as an app would and says which device was notified, and why.
+Prints the timeline; --json prints the outcome as JSON instead.
 No network, no ZITADEL and no configuration needed.
 
   --payload-type TYPE   what the target sends: json (default), jwt (signed by the simulator's web key) or jwe
@@ -42,6 +45,17 @@ export interface DemoStep {
   note?: string;
 }
 
+/** An eviction event the demo's receiver got and verified, in the demo's words. */
+export interface DemoNotification {
+  /** The device signed out (the evicted session's). */
+  device: string;
+  user: string;
+  /** The device whose login caused it. */
+  signedInOn: string;
+  type: string;
+  reason: string;
+}
+
 export interface DemoOutcome {
   limit: number;
   /** The target's payload type, and the form of every webhook body the simulator sent (e.g. all `jwe`). */
@@ -50,6 +64,8 @@ export interface DemoOutcome {
   steps: DemoStep[];
   /** Active sessions per user at the end, by device. */
   final: Record<string, string[]>;
+  /** The eviction events received, in the order of the evictions. */
+  notifications: DemoNotification[];
 }
 
 /** The compiled service next to this file (dist/main.js), started the way users start it. */
@@ -82,6 +98,10 @@ export async function runDemo(log: (line: string) => void, payloadType: PayloadK
   });
   const { state } = simulator;
   const zitadelUrl = await simulator.listen();
+  // The app's side: a receiver of the service's signed eviction events, with a secret made for this run.
+  const eventsSecret = `whsec_${randomBytes(32).toString('base64')}`;
+  const receiver = new EventReceiver(eventsSecret);
+  const eventsUrl = await receiver.listen();
   const alice = state.addUser({ loginName: 'alice@example.com', password: 'alice-password' });
   const bob = state.addUser({ loginName: 'bob@example.com', password: 'bob-password' });
   const names = new Map([
@@ -108,6 +128,8 @@ export async function runDemo(log: (line: string) => void, payloadType: PayloadK
     ZITADEL_TOKEN: LIMITER_TOKEN,
     ZITADEL_SIGNING_KEYS: target.signingKey!,
     SESSION_LIMIT: String(LIMIT),
+    EVENTS_URL: eventsUrl,
+    EVENTS_SECRET: eventsSecret,
     PORT: String(port),
     HOST: '127.0.0.1',
     LOG_LEVEL: 'info',
@@ -166,7 +188,8 @@ export async function runDemo(log: (line: string) => void, payloadType: PayloadK
     log(`zitadel-session-limiter demo: at most ${LIMIT} active sessions per user\n`);
     log(`  ZITADEL simulator  ${zitadelUrl}  (Session Service over gRPC, v2 Action API)`);
     log(`  session-limiter    ${endpoint}  (restWebhook target on the CreateSession + SetSession responses)`);
-    log(`  payload type       ${PAYLOAD_WORDS[payloadType]}\n`);
+    log(`  payload type       ${PAYLOAD_WORDS[payloadType]}`);
+    log(`  app receiver       ${eventsUrl}  (EVENTS_URL: signed eviction events, verified as an app would)\n`);
     for (const device of ['laptop', 'phone', 'tablet', 'tv']) await signIn(alice.id, alice.loginName, 'alice-password', device);
     await signIn(bob.id, bob.loginName, 'bob-password', 'laptop');
     const tablet = tokens.get(`${alice.id}/tablet`)!;
@@ -186,17 +209,31 @@ export async function runDemo(log: (line: string) => void, payloadType: PayloadK
       'the laptop must sign in again',
     );
     const forms = simulator.actions.deliveries.map((delivery) => bodyForm(Buffer.from(delivery.body)));
+    // One event per eviction; delivery is off the webhook's answer, so wait for them (not for a time).
+    const evictions = steps.flatMap((entry) => entry.evicted);
+    const received = await receiver.waitFor(evictions.length, 10_000);
+    const notifications = received
+      .map((event) => ({
+        device: deviceOf.get(String(event.data.sessionId)) ?? String(event.data.sessionId),
+        user: names.get(String(event.data.userId)) ?? String(event.data.userId),
+        signedInOn: deviceOf.get(String(event.data.causedBySessionId)) ?? String(event.data.causedBySessionId),
+        type: event.type,
+        reason: String(event.data.reason),
+      }))
+      .sort((a, b) => evictions.indexOf(a.device) - evictions.indexOf(b.device));
     return {
       limit: LIMIT,
       payloadType,
       webhooks: { count: forms.length, forms: [...new Set(forms)] },
       steps,
       final: { alice: activeOf(alice.id), bob: activeOf(bob.id) },
+      notifications,
     };
   } finally {
     service.child.kill('SIGTERM');
     await service.stopped;
     await simulator.close();
+    await receiver.close();
   }
 }
 
@@ -217,6 +254,17 @@ function printTimeline(outcome: DemoOutcome, log: (line: string) => void): void 
     if (s.note) log(`${' '.repeat(8)}-> ${s.note}`);
   });
   log('');
+  if (outcome.notifications.length > 0) {
+    // What the demo's receiver got: signed events, verified as an app would.
+    for (const n of outcome.notifications) {
+      log(
+        n.type === 'session.evicted'
+          ? `  ${n.device} notified: signed out because ${n.user} signed in on the ${n.signedInOn}`
+          : `  ${n.device} notified: ${n.type} (${n.reason})`,
+      );
+    }
+    log('');
+  }
   log(`  final: alice is signed in on ${outcome.final.alice?.join(' and ')}; bob on ${outcome.final.bob?.join(', ')}.`);
   log(`  Each login beyond ${outcome.limit} evicted the least recently authenticated session, before ZITADEL answered the login.`);
   const forms = outcome.webhooks.forms.map((form) => (form === 'other' ? 'other' : form.toUpperCase())).join(', ');

@@ -8,12 +8,21 @@ import { EventSigner, newEventId, sendSigned, type SendResult } from './send.js'
  * Eviction events to the application (EVENTS_URL), at least once while the process lives: `report` only queues (the
  * webhook's answer never waits for a delivery); a small pool of workers POSTs each event, signed per Standard
  * Webhooks, and retries a failed one with exponential backoff and jitter until EVENTS_RETRY_FOR has passed since it
- * was queued. The queue is bounded (EVENTS_QUEUE_MAX): an event beyond it is dropped, counted and logged with its id.
- * On shutdown, every pending event is tried again at once within the window; what remains is logged with the ids.
+ * was queued: the last attempt is scheduled at that deadline (never a backoff step past it), and the event is given up
+ * only when that attempt fails. The queue is bounded (EVENTS_QUEUE_MAX): an event beyond it is dropped, counted and
+ * logged. On shutdown, every pending event is tried again at once within the window; what remains is logged. Every
+ * drop line names the event id, its type, user id and session id (never a secret): what the app team needs to end
+ * those app sessions by hand.
  */
 
 /** Between two attempts of one event while the service stops. */
 const SHUTDOWN_RETRY_MS = 500;
+
+/** Events named per shutdown log line: more are logged on further lines (every id stays in the log, no line unbounded). */
+export const SHUTDOWN_LOG_CHUNK = 1000;
+
+const OUTCOMES = ['sent', 'failed'] as const;
+const DROP_REASONS = ['expired', 'overflow', 'shutdown'] as const;
 
 export interface EventBody {
   type: EnforcementAction['type'] | 'test';
@@ -76,7 +85,18 @@ export interface DeliveryOptions extends EventsConfig {
   observe?: (outcome: DeliveryOutcome) => void;
 }
 
-interface Pending {
+/** Who an event is about, for the log lines of a failure or a drop (ids only). */
+interface Subject {
+  userId: string | undefined;
+  sessionId: string | undefined;
+}
+
+function subjectOf(event: EventBody): Subject {
+  const id = (value: unknown) => (typeof value === 'string' ? value : undefined);
+  return { userId: id(event.data.userId), sessionId: id(event.data.sessionId) };
+}
+
+interface Pending extends Subject {
   id: string;
   type: EventBody['type'];
   body: string;
@@ -114,7 +134,15 @@ export class EventDelivery implements ActionReporter {
     this.#baseDelayMs = options.baseDelayMs ?? 1000;
     this.#maxDelayMs = options.maxDelayMs ?? 600_000;
     this.#concurrency = options.concurrency ?? 4;
-    if (options.metrics) options.metrics.eventsQueue.source = () => ({ depth: this.depth, oldestPendingSeconds: this.oldestPendingSeconds });
+    if (options.metrics) {
+      options.metrics.eventsQueue.source = () => ({ depth: this.depth, oldestPendingSeconds: this.oldestPendingSeconds });
+      // Every series an alert reads exists at 0 from the start: Prometheus's increase() ignores a counter's first
+      // sample, so a series born at the first drop would hide that drop from SessionLimiterEventsDropped.
+      for (const type of options.types) {
+        for (const outcome of OUTCOMES) options.metrics.events.inc({ type, outcome }, 0);
+        for (const reason of DROP_REASONS) options.metrics.events.inc({ type, outcome: 'dropped', reason }, 0);
+      }
+    }
   }
 
   /** Events not yet delivered (waiting, in flight or between retries). */
@@ -141,7 +169,7 @@ export class EventDelivery implements ActionReporter {
       const reason = this.#stopping ? 'shutdown' : 'overflow';
       this.#count(event.type, 'dropped', reason);
       this.#options.logger.error(
-        { eventId: id, eventType: event.type, queueMax: this.#options.queueMax, reason },
+        { eventId: id, type: event.type, ...subjectOf(event), queueMax: this.#options.queueMax, reason },
         reason === 'overflow'
           ? 'eviction event dropped: the delivery queue is full (EVENTS_QUEUE_MAX); check that EVENTS_URL answers'
           : 'eviction event dropped: the service is shutting down',
@@ -150,7 +178,17 @@ export class EventDelivery implements ActionReporter {
       return undefined;
     }
     const now = this.#now();
-    this.#pending.set(id, { id, type: event.type, body: JSON.stringify(event), queuedAt: now, attempts: 0, dueAt: now, inFlight: false, cancelTimer: undefined });
+    this.#pending.set(id, {
+      id,
+      type: event.type,
+      ...subjectOf(event),
+      body: JSON.stringify(event),
+      queuedAt: now,
+      attempts: 0,
+      dueAt: now,
+      inFlight: false,
+      cancelTimer: undefined,
+    });
     this.#pump();
     return id;
   }
@@ -183,10 +221,20 @@ export class EventDelivery implements ActionReporter {
         this.#count(event.type, 'dropped', 'shutdown');
         this.#options.observe?.({ outcome: 'dropped', id: event.id, type: event.type, reason: 'shutdown' });
       }
-      this.#options.logger.error(
-        { eventIds: remaining.map((event) => event.id), count: remaining.length },
-        'eviction events not delivered at shutdown: the receiver never got them (their ids are here for reconciliation)',
-      );
+      // At most SHUTDOWN_LOG_CHUNK events a line, as many lines as needed: each id stays in the log for reconciliation.
+      const parts = Math.ceil(remaining.length / SHUTDOWN_LOG_CHUNK);
+      for (let part = 0; part < parts; part++) {
+        const chunk = remaining.slice(part * SHUTDOWN_LOG_CHUNK, (part + 1) * SHUTDOWN_LOG_CHUNK);
+        this.#options.logger.error(
+          {
+            events: chunk.map((event) => ({ eventId: event.id, type: event.type, userId: event.userId, sessionId: event.sessionId })),
+            count: remaining.length,
+            ...(parts > 1 ? { part: part + 1, parts } : {}),
+          },
+          'eviction events not delivered at shutdown: not confirmed by the receiver (no 2xx): it may have got some of them; ' +
+            'hand these ids to the app team (receivers deduplicate on webhook-id)',
+        );
+      }
       this.#pending.clear();
     } else {
       this.#options.logger.info('every eviction event was delivered before shutdown');
@@ -226,28 +274,31 @@ export class EventDelivery implements ActionReporter {
     if (result.status !== undefined && result.status >= 200 && result.status < 300) {
       this.#pending.delete(event.id);
       this.#count(event.type, 'sent');
-      logger.debug({ eventId: event.id, eventType: event.type, attempt: event.attempts, status: result.status }, 'eviction event delivered');
+      logger.debug({ eventId: event.id, type: event.type, attempt: event.attempts, status: result.status }, 'eviction event delivered');
       this.#options.observe?.({ outcome: 'sent', id: event.id, type: event.type, attempt: event.attempts, status: result.status });
     } else {
       this.#count(event.type, 'failed');
       const stopping = this.#stopping;
-      // While stopping, retries come quicker: the shutdown window is all that is left.
-      const delay = stopping ? Math.min(this.#backoff(event.attempts), SHUTDOWN_RETRY_MS) : this.#backoff(event.attempts);
-      const expired = !stopping && this.#now() + delay > event.queuedAt + this.#options.retryForMs;
+      const now = this.#now();
+      const deadline = event.queuedAt + this.#options.retryForMs;
+      // Given up only once an attempt at (or after) the deadline failed; the last retry lands at the deadline, not a
+      // backoff step past it. While stopping, retries come quicker: the shutdown window is all that is left.
+      const expired = !stopping && now >= deadline;
+      const delay = stopping ? Math.min(this.#backoff(event.attempts), SHUTDOWN_RETRY_MS) : Math.min(this.#backoff(event.attempts), deadline - now);
       const answer = result.status !== undefined ? `answered ${result.status}` : `could not be reached (${result.error})`;
       if (expired) {
         this.#pending.delete(event.id);
         this.#count(event.type, 'dropped', 'expired');
         logger.error(
-          { eventId: event.id, eventType: event.type, attempts: event.attempts, status: result.status },
+          { eventId: event.id, type: event.type, userId: event.userId, sessionId: event.sessionId, attempts: event.attempts, status: result.status },
           `eviction event given up: EVENTS_URL ${answer}, and EVENTS_RETRY_FOR has passed since it was queued`,
         );
       } else {
-        event.dueAt = this.#now() + delay;
+        event.dueAt = now + delay;
         // The first failure of an event is worth a warning; its retries are routine until it is given up.
         (event.attempts === 1 ? logger.warn : logger.debug).call(
           logger,
-          { eventId: event.id, eventType: event.type, attempt: event.attempts, status: result.status, retryInMs: delay },
+          { eventId: event.id, type: event.type, userId: event.userId, sessionId: event.sessionId, attempt: event.attempts, status: result.status, retryInMs: delay },
           `eviction event not delivered: EVENTS_URL ${answer}; retrying with backoff`,
         );
       }

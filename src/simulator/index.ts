@@ -37,3 +37,4 @@ export type { ActionApiRequest } from './action-api.js';
 export { WebKeys, type SimWebKey, type WebKeyAlgorithm } from './web-keys.js';
 export { goJsonStringify } from './go-json.js';
 export { addServiceAccountKey, type ServiceKeyFile } from './oauth.js';
+export { EventReceiver, type ReceivedEvent } from './event-receiver.js';

@@ -1,6 +1,8 @@
+import { readFileSync } from 'node:fs';
+import path from 'node:path';
 import t, { type Test } from 'tap';
 import { freePort } from '../../src/cli/free-port.js';
-import { runCli, runProcess, startProcess, type Started } from '../helpers/processes.js';
+import { ROOT, runCli, runProcess, startProcess, type Started } from '../helpers/processes.js';
 import { signPayload } from '../../src/signature/sign.js';
 import { DEFAULT_SIMULATOR_TOKEN, ZitadelSimulator } from '../../src/simulator/index.js';
 import { fixtureFor } from '../helpers/payloads.js';
@@ -146,6 +148,7 @@ t.test(`npm run demo${payloadType ? ` -- --payload-type ${payloadType}` : ''} pl
     limit: number;
     steps: { user: string; device: string; call: string; active: string[]; evicted: string[]; note?: string }[];
     final: Record<string, string[]>;
+    notifications: { device: string; user: string; signedInOn: string; type: string; reason: string }[];
   };
   t.equal(outcome.limit, 2);
   t.same(outcome.final, { alice: ['tablet', 'tv'], bob: ['laptop'] }, 'the two most recently authenticated remain');
@@ -162,8 +165,31 @@ t.test(`npm run demo${payloadType ? ` -- --payload-type ${payloadType}` : ''} pl
   t.equal(outcome.payloadType, payloadType ?? 'json');
   t.same(outcome.webhooks.forms, [payloadType ?? 'json'], `every webhook body the simulator sent was ${payloadType ?? 'json'}`);
   t.ok(outcome.webhooks.count >= 11, 'one webhook per login call');
+  t.same(
+    outcome.notifications,
+    [
+      { device: 'laptop', user: 'alice', signedInOn: 'tablet', type: 'session.evicted', reason: 'limit_exceeded' },
+      { device: 'phone', user: 'alice', signedInOn: 'tv', type: 'session.evicted', reason: 'limit_exceeded' },
+    ],
+    'the demo\'s event receiver got one verified event per eviction, naming the device and the login that caused it',
+  );
 });
 }
+
+t.test('npm run demo prints the transcript README.md shows, notifications of the evicted devices included', async (t) => {
+  const { code, stdout, stderr } = await runProcess('npm', ['run', 'demo', '--silent']);
+  t.equal(code, 0, stderr);
+  const readme = readFileSync(path.join(ROOT, 'README.md'), 'utf8');
+  const section = readme.slice(readme.indexOf('## See it work: `npm run demo`'));
+  const block = /```\n( {2}step {2}user[\s\S]*?)```/.exec(section)?.[1]?.trimEnd().split('\n');
+  t.ok(block, 'README.md has the demo transcript under "See it work"');
+  const lines = stdout.split('\n').map((line) => line.trimEnd());
+  const start = lines.indexOf(block![0]!);
+  t.same(lines.slice(start, start + block!.length), block, 'the README transcript is what the demo prints, line for line');
+  t.match(stdout, /^ {2}laptop notified: signed out because alice signed in on the tablet$/m);
+  t.match(stdout, /^ {2}phone notified: signed out because alice signed in on the tv$/m);
+  t.notMatch(stdout, /whsec_/, 'the demo prints no events secret');
+});
 
 t.test('npm run demo -- --payload-type jwe: the table as with JSON, and a line saying the payloads were JWE', async (t) => {
   const { code, stdout, stderr } = await runProcess('npm', ['run', 'demo', '--silent', '--', '--payload-type', 'jwe']);

@@ -91,5 +91,5 @@ t.test('SIGTERM with an event the receiver has not answered: the shutdown window
   const lines = service.stdout().split('\n').filter((line) => line.startsWith('{')).map((line) => JSON.parse(line) as Record<string, any>);
   const left = lines.find((line) => String(line.msg).startsWith('eviction events not delivered at shutdown'));
   t.equal(code, 0, 'exited 0', { stderr: service.stderr() });
-  t.same(left?.eventIds, [event.headers['webhook-id']], 'the undelivered event is logged with its id');
+  t.same(left?.events?.map((e: { eventId: string }) => e.eventId), [event.headers['webhook-id']], 'the undelivered event is logged with its id');
 });

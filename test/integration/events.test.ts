@@ -1,7 +1,7 @@
 import { randomBytes } from 'node:crypto';
 import t, { type Test } from 'tap';
 import { Webhook } from 'standardwebhooks';
-import type { DeliveryOutcome, Schedule } from '../../src/events/delivery.js';
+import { EventDelivery, type DeliveryOptions, type DeliveryOutcome, type Schedule } from '../../src/events/delivery.js';
 import { DEFAULT_SIMULATOR_TOKEN } from '../../src/simulator/index.js';
 import { fixtureFor } from '../helpers/payloads.js';
 import { startReceiver, type Received } from '../helpers/receiver.js';
@@ -198,7 +198,7 @@ t.test('after a receiver outage the event is retried with backoff and the same i
   t.equal(warnings[0]?.eventId, ids[0]);
 });
 
-t.test('an event still failing when EVENTS_RETRY_FOR has passed is given up, counted and logged with its id', async (t) => {
+t.test('an event still failing is tried a last time AT the EVENTS_RETRY_FOR deadline, then given up, counted and logged with its user and session', async (t) => {
   let now = Date.now();
   const receiver = await startReceiver(() => ({ status: 500 }));
   t.teardown(() => receiver.close());
@@ -210,20 +210,47 @@ t.test('an event still failing when EVENTS_RETRY_FOR has passed is given up, cou
     events: { schedule: timers.schedule, observe: (o) => observed.observe(o), random: () => 1, now: () => now },
   });
   t.teardown(() => stack.close());
-  await aliceSignsInOnTheTv(stack);
-  await observed.until((o) => o.outcome === 'failed' && o.attempt === 1);
+  const queuedAt = now;
+  const { alice, laptop } = await aliceSignsInOnTheTv(stack);
+  // Backoff (jitter at its maximum): 1 s, 2 s, 4 s; attempts at +0, +1 s, +3 s, +7 s. The next step (8 s) would land
+  // at +15 s, past the 10 s: the last attempt is scheduled at the deadline instead (+10 s), 3 s later.
+  for (const [attempt, delay] of [[1, 1000], [2, 2000], [3, 4000]] as const) {
+    t.match(await observed.until((o) => o.outcome === 'failed' && o.attempt === attempt), { retryInMs: delay }, `attempt ${attempt}: retry in ${delay} ms`);
+    now += delay;
+    timers.fireAll();
+  }
+  t.match(await observed.until((o) => o.outcome === 'failed' && o.attempt === 4), { retryInMs: 3000 }, 'attempt 4 at +7 s: the last one is due at the deadline, not given up 3 s early');
+  t.same(timers.delays(), [3000]);
+  t.notOk(observed.seen.some((o) => o.outcome === 'dropped'), 'not given up before EVENTS_RETRY_FOR has passed');
   t.match(await stack.service.metrics.registry.metrics(), /session_limiter_events_queue_depth 1/);
-  now += 9000;
-  t.match(await stack.service.metrics.registry.metrics(), /session_limiter_events_oldest_pending_seconds 9/, 'the oldest pending event is 9 s old');
+  now += 1000;
+  t.match(await stack.service.metrics.registry.metrics(), /session_limiter_events_oldest_pending_seconds 8/, 'the oldest pending event is 8 s old');
+  now += 2000;
   timers.fireAll();
   const dropped = await observed.until((o) => o.outcome === 'dropped');
   t.match(dropped, { reason: 'expired' });
+  t.equal(now - queuedAt, 10_000, 'given up once the attempt at the deadline failed');
+  t.match(observed.seen.find((o) => o.outcome === 'failed' && o.attempt === 5), { retryInMs: undefined }, 'the fifth attempt, at the deadline, was the last');
+  t.equal(receiver.received.length, 5);
   const line = stack.logs.lines.find((l) => l.msg?.startsWith('eviction event given up'));
-  t.equal(line?.eventId, dropped.id, 'the log names the event id');
-  t.equal(line?.level, 50, 'an error');
+  t.match(line, { eventId: dropped.id, type: 'session.evicted', userId: alice, sessionId: laptop, attempts: 5, status: 500, level: 50 }, 'an error naming the event, its user and session');
+  t.notOk(JSON.stringify(line).includes(SECRET.slice('whsec_'.length)), 'never the secret');
   const metrics = await stack.service.metrics.registry.metrics();
   t.match(metrics, /session_limiter_events_total\{type="session.evicted",outcome="dropped",reason="expired"\} 1/);
   t.match(metrics, /session_limiter_events_queue_depth 0/);
+});
+
+t.test('with events configured, every type x outcome (x reason) series is exported at 0 from the start (alerts see the first drop)', async (t) => {
+  const { stack } = await setup(t, () => {}, { EVENTS_TYPES: 'session.evicted,session.pruned' });
+  const metrics = await stack.service.metrics.registry.metrics();
+  for (const type of ['session.evicted', 'session.pruned']) {
+    for (const outcome of ['sent', 'failed']) t.match(metrics, `session_limiter_events_total{type="${type}",outcome="${outcome}"} 0`);
+    for (const reason of ['expired', 'overflow', 'shutdown']) t.match(metrics, `session_limiter_events_total{type="${type}",outcome="dropped",reason="${reason}"} 0`);
+  }
+  t.notMatch(metrics, /type="session.denied"/, 'a type not in EVENTS_TYPES is never sent: no series');
+  const without = await startStack({ limit: 2 });
+  t.teardown(() => without.close());
+  t.notMatch(await without.service.metrics.registry.metrics(), /session_limiter_events_total\{/, 'without EVENTS_URL: no event series');
 });
 
 t.test('a full queue drops the new event, counts and logs it', async (t) => {
@@ -232,11 +259,12 @@ t.test('a full queue drops the new event, counts and logs it', async (t) => {
   const { stack, request, observed } = await setup(t, () => ({ hold: held }), { EVENTS_QUEUE_MAX: '1' });
   await aliceSignsInOnTheTv(stack);
   await request(1);
-  const id = stack.service.events!.enqueue({ type: 'session.pruned', timestamp: new Date().toISOString(), data: {} });
+  const id = stack.service.events!.enqueue({ type: 'session.pruned', timestamp: new Date().toISOString(), data: { userId: 'bob-id', sessionId: 'bob-session' } });
   t.equal(id, undefined, 'not queued');
   const dropped = await observed.until((o) => o.outcome === 'dropped');
   t.match(dropped, { reason: 'overflow', type: 'session.pruned' });
-  t.ok(stack.logs.lines.some((l) => l.eventId === dropped.id && /queue is full \(EVENTS_QUEUE_MAX\)/.test(l.msg)), 'logged with its id');
+  const line = stack.logs.lines.find((l) => l.eventId === dropped.id);
+  t.match(line, { msg: /queue is full \(EVENTS_QUEUE_MAX\)/, type: 'session.pruned', userId: 'bob-id', sessionId: 'bob-session', queueMax: 1 }, 'logged with its id, type, user and session');
   t.match(await stack.service.metrics.registry.metrics(), /session_limiter_events_total\{type="session.pruned",outcome="dropped",reason="overflow"\} 1/);
   release();
   await observed.until((o) => o.outcome === 'sent');
@@ -257,9 +285,9 @@ t.test('on shutdown a pending event is tried at once instead of waiting for its 
   t.ok(wakeUp !== undefined && wakeUp > 0 && wakeUp <= 1000, `the retry was scheduled (${wakeUp} ms) and not waited for`);
 });
 
-t.test('on shutdown what the receiver never took is logged with the event ids', async (t) => {
+t.test('on shutdown what the receiver did not confirm is logged with each event\'s id, type, user and session', async (t) => {
   const { stack, timers, observed } = await setup(t, () => ({ status: 503 }));
-  await aliceSignsInOnTheTv(stack);
+  const { alice, laptop } = await aliceSignsInOnTheTv(stack);
   const failed = await observed.until((o) => o.outcome === 'failed');
   const closed = stack.service.close();
   // The last-chance attempt fails too; then the shutdown window ends (the test ends it: its timer is the test's).
@@ -267,6 +295,46 @@ t.test('on shutdown what the receiver never took is logged with the event ids', 
   timers.fireAll();
   await closed;
   const line = stack.logs.lines.find((l) => l.msg?.startsWith('eviction events not delivered at shutdown'));
-  t.same(line?.eventIds, [failed.id]);
+  t.same(line?.events, [{ eventId: failed.id, type: 'session.evicted', userId: alice, sessionId: laptop }], 'each event with its type, user and session');
+  t.match(line, { count: 1, level: 50 });
+  t.match(line?.msg, /not confirmed by the receiver \(no 2xx\): it may have got some of them/);
+  t.notMatch(line?.msg, /never got/, 'the receiver may have got them and answered late or refused');
   t.match(await stack.service.metrics.registry.metrics(), /session_limiter_events_total\{type="session.evicted",outcome="dropped",reason="shutdown"\} 1/);
+});
+
+t.test('on shutdown, thousands of unconfirmed events are logged 1,000 to a line: every one named, no line unbounded', async (t) => {
+  let release!: () => void;
+  const held = new Promise<void>((resolve) => (release = resolve));
+  const receiver = await startReceiver(() => ({ hold: held }));
+  t.teardown(async () => {
+    release();
+    await receiver.close();
+  });
+  const timers = manualSchedule();
+  const lines: { level: string; fields: Record<string, any>; msg: string }[] = [];
+  const record = (level: string) => (fields: Record<string, any>, msg?: string) => lines.push({ level, fields, msg: msg ?? '' });
+  const logger = { info: record('info'), warn: record('warn'), error: record('error'), debug: record('debug') } as unknown as DeliveryOptions['logger'];
+  const delivery = new EventDelivery({
+    url: new URL(receiver.url),
+    secret: SECRET,
+    types: new Set(['session.evicted']),
+    retryForMs: 60_000,
+    queueMax: 10_000,
+    logger,
+    schedule: timers.schedule,
+  });
+  const ids = new Set<string>();
+  for (let i = 0; i < 2500; i++) {
+    ids.add(delivery.enqueue({ type: 'session.evicted', timestamp: new Date().toISOString(), data: { userId: `user-${i}`, sessionId: `session-${i}` } })!);
+  }
+  const closed = delivery.shutdown(Date.now() + 60_000);
+  // The receiver holds every answer: the shutdown window ends when the test fires its timer.
+  timers.fireAll();
+  await closed;
+  const shutdownLines = lines.filter((line) => line.msg.startsWith('eviction events not delivered at shutdown'));
+  t.same(shutdownLines.map((line) => line.fields.events.length), [1000, 1000, 500], 'three lines of at most 1,000 events');
+  t.same(shutdownLines.map((line) => [line.fields.part, line.fields.parts, line.fields.count]), [[1, 3, 2500], [2, 3, 2500], [3, 3, 2500]], 'each says which part of how many');
+  const logged = shutdownLines.flatMap((line) => line.fields.events as { eventId: string; userId: string; sessionId: string }[]);
+  t.same(new Set(logged.map((event) => event.eventId)), ids, 'every event id is in the log');
+  t.match(logged[2499], { type: 'session.evicted', userId: 'user-2499', sessionId: 'session-2499' });
 });
