@@ -108,11 +108,22 @@ t.test('parsePayloadKeys: PKCS#8, PKCS#1, SEC1, several blocks, escaped newlines
   const secret = pkcs8(ec);
   const body = secret.split('\n')[1]!;
   const problems: [string, RegExp][] = [
-    ['no PEM here', /holds no complete PEM block/],
+    ['no PEM here', /^it holds no PEM block: give the private key as PEM/],
     [createPublicKey(ec).export({ type: 'spki', format: 'pem' }).toString(), /is a PUBLIC KEY: give the unencrypted private key/],
-    [ec.export({ type: 'pkcs8', format: 'pem', cipher: 'aes-256-cbc', passphrase: 'x' }).toString(), /is a ENCRYPTED PRIVATE KEY/],
+    [ec.export({ type: 'pkcs8', format: 'pem', cipher: 'aes-256-cbc', passphrase: 'x' }).toString(), /^the PEM block is encrypted \(ENCRYPTED PRIVATE KEY\): give it unencrypted, e\.g\. openssl pkey -in /],
+    [ec.export({ type: 'sec1', format: 'pem', cipher: 'aes-256-cbc', passphrase: 'x' }).toString(), /^the PEM block is encrypted \(Proc-Type: 4,ENCRYPTED\): give it unencrypted, e\.g\. openssl pkey -in /],
+    [pkcs8(ec).replace(/PRIVATE KEY/g, 'CERTIFICATE'), /^the PEM block is a CERTIFICATE: give/],
     [secret.replace(body, body.slice(0, 10)), /is not a readable private key/],
-    [`${secret}${pkcs8(generateKeyPairSync('ed25519').privateKey)}`, /PEM block 2 is an ed25519 key: ZITADEL encrypts payloads to RSA or EC keys only/],
+    [`${secret}${pkcs8(generateKeyPairSync('ed25519').privateKey)}`, /^the 2nd PEM block is an ed25519 key: ZITADEL encrypts payloads to RSA or EC keys only/],
+    // A rotation value whose second key was cut short (the first 150 bytes: BEGIN line and part of the body, no END).
+    [`${secret}${pkcs8(rsa).slice(0, 150)}`, /^the 2nd PEM block has no END line \(-----END PRIVATE KEY-----\): it was cut short/],
+    [`${secret}\n${pkcs8(rsa).slice(0, 150)}\n`, /^the 2nd PEM block has no END line/],
+    [`${pkcs8(rsa).slice(0, 150)}${secret}`, /^the 1st PEM block has no END line/],
+    [pkcs8(rsa).slice(0, 150), /^the PEM block has no END line/],
+    [`${secret}${secret}${pkcs8(rsa).slice(0, 150)}`, /^the 3rd PEM block has no END line/],
+    [`${secret}junk\n${pkcs8(rsa)}`, /^there is text after the 1st PEM block that is not PEM: keep only the PEM blocks/],
+    [`junk\n${secret}`, /^there is text before the PEM block that is not PEM: keep only the PEM blocks/],
+    [`${secret.replace('-----END PRIVATE KEY-----', '-----END RSA PRIVATE KEY-----')}`, /^the PEM block has no END line \(-----END PRIVATE KEY-----\)/],
   ];
   for (const [text, message] of problems) {
     const error = t.throws(() => parsePayloadKeys(text)) as Error;
