@@ -1,9 +1,9 @@
 import type { KeyObject } from 'node:crypto';
-import { readFileSync } from 'node:fs';
 import { z } from 'zod';
 import type { PolicyOptions } from './enforcement/policy.js';
 import { PAYLOAD_TYPES, type PayloadType } from './payload-type/form.js';
 import { looksLikePem, parsePayloadKeys, PayloadKeyError, type PayloadKey } from './payload-type/keys.js';
+import { readSmallTextFile, SmallFileError } from './small-file.js';
 import { readServiceAccountKey, type ServiceAccountKey } from './zitadel/credentials.js';
 import { parseDuration } from './duration.js';
 
@@ -450,11 +450,12 @@ function readPayloadKeys(type: PayloadType | undefined, value: string | undefine
   let text = value;
   if (!looksLikePem(value)) {
     try {
-      text = readFileSync(value.trim(), 'utf8');
+      text = readSmallTextFile(value.trim());
     } catch (error) {
-      const code = (error as NodeJS.ErrnoException).code ?? 'unreadable';
+      if (!(error instanceof SmallFileError)) throw error;
+      const what = error.code === undefined ? error.message : `is neither PEM nor a readable file (${error.code})`;
       throw new ConfigError([
-        `ZITADEL_PAYLOAD_KEYS is neither PEM nor a readable file (${code}): give the private key itself (-----BEGIN PRIVATE KEY-----...) or the path of a file holding it`,
+        `ZITADEL_PAYLOAD_KEYS ${what}: give the private key itself (-----BEGIN PRIVATE KEY-----...) or the path of a file holding it`,
       ]);
     }
   }
@@ -462,7 +463,7 @@ function readPayloadKeys(type: PayloadType | undefined, value: string | undefine
     return parsePayloadKeys(text);
   } catch (error) {
     if (!(error instanceof PayloadKeyError)) throw error;
-    throw new ConfigError([`ZITADEL_PAYLOAD_KEYS ${looksLikePem(value) ? '' : '(the file) '}${error.message}`]);
+    throw new ConfigError([`ZITADEL_PAYLOAD_KEYS${looksLikePem(value) ? '' : ' (the file)'}: ${error.message}`]);
   }
 }
 

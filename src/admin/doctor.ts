@@ -247,10 +247,11 @@ async function checkWebKeys(url: string): Promise<CheckResult> {
     const json = (await response.json().catch(() => undefined)) as { keys?: unknown } | undefined;
     const count = Array.isArray(json?.keys) ? json.keys.length : 0;
     if (response.ok && count > 0) return { status: 'PASS', check, detail: `${url} serves ${count} key(s)` };
+    const answered = response.ok ? `answered ${response.status} with no keys` : `answered HTTP ${response.status} (no JWKS)`;
     return {
       status: 'FAIL',
       check,
-      detail: `${url} answered ${response.status} with ${count} keys: the service cannot verify JWT/JWE payloads (503 ERR_ZITADEL_UNAVAILABLE or 401 ERR_PAYLOAD_SIGNATURE); check ZITADEL_URL`,
+      detail: `${url} ${answered}: the service cannot verify JWT/JWE payloads (503 ERR_ZITADEL_UNAVAILABLE or 401 ERR_PAYLOAD_SIGNATURE); check ZITADEL_URL`,
     };
   } catch (error) {
     return { status: 'FAIL', check, detail: `${describeFetchFailure(url, error)}: the service cannot verify JWT/JWE payloads (503 ERR_ZITADEL_UNAVAILABLE)` };

@@ -75,9 +75,11 @@ async function ensureActiveKey(
   api: ActionApi,
   targetId: string,
   keyType: KeyType,
+  beforeNewKey: () => void | Promise<void>,
 ): Promise<{ keyId: string; fingerprint: string; created: boolean; privateKeyPem?: string }> {
   const active = (await publicKeys(api, targetId)).find((key) => key.active);
   if (active) return { keyId: active.keyId, fingerprint: publicKeyFingerprint(active.publicKeyPem) ?? active.fingerprint, created: false };
+  await beforeNewKey();
   const generated = generatePayloadKey(keyType);
   const { keyId } = await api.addPublicKey(targetId, generated.publicKeyPem);
   await api.activatePublicKey(targetId, keyId);
@@ -104,9 +106,19 @@ async function bind(api: ActionApi, method: string, targetId: string, replacing?
  * deleted again, nothing is bound, and `PayloadTypesUnsupportedError` says so. jwe: the target gets an active public
  * key BEFORE it becomes (or is bound as) a JWE target; a key already active is kept (rotate with rotate-key
  * --payload-key).
+ *
+ * `beforeNewKey`: called once, before anything is changed for it, when this run is about to generate a key pair (a
+ * new jwe target, or an existing one without an active key), never when the active key is kept; the CLI opens the
+ * private key's file there. If it throws, register stops: a new target is not created yet, an existing one is
+ * unchanged.
  */
-export async function register(api: ActionApi, spec: TargetSpec, options: { keyType?: KeyType } = {}): Promise<RegisterResult> {
+export async function register(
+  api: ActionApi,
+  spec: TargetSpec,
+  options: { keyType?: KeyType; beforeNewKey?: () => void | Promise<void> } = {},
+): Promise<RegisterResult> {
   const keyType = options.keyType ?? 'ec';
+  const beforeNewKey = options.beforeNewKey ?? (() => undefined);
   const wanted = spec.payloadType;
   const existing = await api.findTarget(spec.name);
   let targetId: string;
@@ -116,12 +128,14 @@ export async function register(api: ActionApi, spec: TargetSpec, options: { keyT
   if (existing) {
     targetId = existing.id;
     // An existing target switches to jwe only once it has an active key: ZITADEL encrypts its next call.
-    if (wanted === 'jwe') key = await ensureActiveKey(api, targetId, keyType);
+    if (wanted === 'jwe') key = await ensureActiveKey(api, targetId, keyType, beforeNewKey);
     if (!sameSettings(existing, spec)) {
       await api.updateTarget(existing.id, spec);
       updated = true;
     }
   } else {
+    // A new jwe target always gets a new key: ask first, before the target exists.
+    if (wanted === 'jwe') await beforeNewKey();
     ({ id: targetId, signingKey } = await api.createTarget(spec));
   }
   if (wanted !== undefined && wanted !== 'json' && (!existing || updated)) {
@@ -133,7 +147,7 @@ export async function register(api: ActionApi, spec: TargetSpec, options: { keyT
       );
     }
   }
-  if (wanted === 'jwe' && !existing) key = await ensureActiveKey(api, targetId, keyType);
+  if (wanted === 'jwe' && !existing) key = await ensureActiveKey(api, targetId, keyType, () => undefined);
   const executions: ExecutionChange[] = [];
   for (const method of METHODS) executions.push(await bind(api, method, targetId));
   const payloadType = wanted ?? (existing ? typeOf(existing) : 'json');
@@ -243,13 +257,14 @@ export type PayloadRotationResult =
  * Rotates a JWE target's public key without a lost webhook: (1) adds a new key pair's public half, inactive (ZITADEL
  * still encrypts to the current key); the operator sets both private keys in ZITADEL_PAYLOAD_KEYS and deploys;
  * (2) `finish` first proves that the service opens a payload encrypted to the new key (src/admin/payload-keys.ts),
- * and only then activates it and removes the old one. Refused, nothing changed, otherwise.
+ * and only then activates it and removes the old one. Refused, nothing changed, otherwise. `beforeNewKey`: as for
+ * `register`, called only when step 1 is about to generate the key pair.
  */
 export async function rotatePayloadKey(
   api: ActionApi,
   name: string,
   finish: boolean,
-  options: { endpoint?: string; keyType?: KeyType } = {},
+  options: { endpoint?: string; keyType?: KeyType; beforeNewKey?: () => void | Promise<void> } = {},
 ): Promise<PayloadRotationResult> {
   const target = await api.findTarget(name);
   if (!target) throw new Error(`no target named "${name}": run register --payload-type jwe first`);
@@ -266,6 +281,7 @@ export async function rotatePayloadKey(
   const fingerprintOf = (key: TargetPublicKey) => publicKeyFingerprint(key.publicKeyPem) ?? key.fingerprint;
   if (!finish) {
     if (pending) return { phase: 'already-started', targetId: target.id, keyId: pending.keyId, fingerprint: fingerprintOf(pending) };
+    await options.beforeNewKey?.();
     const generated = generatePayloadKey(options.keyType ?? (current ? publicKeyType(current.publicKeyPem) : undefined) ?? 'ec');
     const { keyId } = await api.addPublicKey(target.id, generated.publicKeyPem);
     return { phase: 'started', targetId: target.id, keyId, fingerprint: generated.fingerprint, privateKeyPem: generated.privateKeyPem };

@@ -48,7 +48,8 @@ ZITADEL_SIGNING_KEYS.
                  rotate-key --payload-key.
   --key-type ec|rsa      jwe: EC P-256 (default) or RSA ${RSA_BITS}
   --private-key-out FILE jwe: write the private key to FILE (mode 0600; an existing file is never overwritten)
-                         instead of printing it
+                         instead of printing it. Only when a key is generated: when the target's active
+                         key is kept, FILE is not touched (running the same command again succeeds)
   --json                 print a machine-readable result (with the private key, unless --private-key-out)
 
 Switching an existing target's payload type refuses webhooks from the moment ZITADEL sends the new type until
@@ -178,10 +179,13 @@ export async function registerCommand(argv: string[]): Promise<number> {
     payloadType: payloadType as PayloadKind | undefined,
   };
   const api = adminApi();
-  const out = values['private-key-out'] === undefined ? undefined : openKeyFile(values['private-key-out']);
+  const file = values['private-key-out'];
+  // The file is created only when a key pair will be generated: when the target's active key is kept, an existing
+  // file (the key handed over by the first run) is fine and left alone.
+  let out: ReturnType<typeof openKeyFile> | undefined;
   let result;
   try {
-    result = await register(api, spec, { keyType });
+    result = await register(api, spec, { keyType, beforeNewKey: file === undefined ? undefined : () => void (out = openKeyFile(file)) });
   } catch (error) {
     out?.discard();
     throw error;
@@ -217,6 +221,7 @@ export async function registerCommand(argv: string[]): Promise<number> {
       `public key ${result.payloadKey.keyId} (${result.payloadKey.fingerprint}) is active and kept: its private key is the one in ` +
         'ZITADEL_PAYLOAD_KEYS. To replace it: rotate-key --payload-key.',
     );
+    if (file !== undefined) console.log(`--private-key-out: no key was generated and ${file} was not touched.`);
   } else if (result.payloadKey) {
     console.log(`public key ${result.payloadKey.keyId} (${result.payloadKey.fingerprint}) added and activated: ZITADEL encrypts every payload to it.`);
     console.log(handOver(result.privateKeyPem, values['private-key-out']));
@@ -376,10 +381,11 @@ async function rotatePayloadKeyCommand(
   json: boolean,
 ): Promise<number> {
   const api = adminApi();
-  const out = file === undefined ? undefined : openKeyFile(file);
+  // As for register: the file is created only when step 1 generates the key pair, not when a rotation is under way.
+  let out: ReturnType<typeof openKeyFile> | undefined;
   let result;
   try {
-    result = await rotatePayloadKey(api, name, finish, { endpoint, keyType });
+    result = await rotatePayloadKey(api, name, finish, { endpoint, keyType, beforeNewKey: file === undefined ? undefined : () => void (out = openKeyFile(file)) });
   } catch (error) {
     out?.discard();
     throw error;

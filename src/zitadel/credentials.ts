@@ -1,8 +1,8 @@
 import { createPrivateKey, type KeyObject } from 'node:crypto';
-import { readFileSync } from 'node:fs';
 import { Code, ConnectError } from '@connectrpc/connect';
 import { z } from 'zod';
 import { describeFetchFailure } from '../net-failure.js';
+import { readSmallTextFile, SmallFileError } from '../small-file.js';
 
 /** Where the bearer token for ZITADEL calls comes from. */
 export interface AccessTokenSource {
@@ -64,9 +64,11 @@ export function readServiceAccountKey(value: string): { key: ServiceAccountKey; 
   let text = value.trim();
   if (!text.startsWith('{')) {
     try {
-      text = readFileSync(text, 'utf8');
-    } catch {
-      throw new Error('cannot be read: give the path of the JSON key file from ZITADEL, or its content');
+      text = readSmallTextFile(text);
+    } catch (error) {
+      if (!(error instanceof SmallFileError)) throw error;
+      const what = error.code === undefined ? error.message : 'cannot be read';
+      throw new Error(`${what}: give the path of the JSON key file from ZITADEL, or its content`, { cause: error });
     }
   }
   let json: unknown;

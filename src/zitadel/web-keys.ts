@@ -11,6 +11,11 @@ import type { WebKeySource } from '../payload-type/open.js';
  *   `no-store`: 1 minute), so a key ZITADEL removes stops verifying within the bound.
  * - A kid not in the cache triggers one refetch, at most one per 5 seconds (a rotated web key is accepted within
  *   seconds; a flood of made-up kids costs ZITADEL one request per 5 seconds); concurrent misses share one fetch.
+ *   A kid unknown within those 5 seconds (a web key ZITADEL activated right after our fetch) waits for the next
+ *   allowed refetch when that leaves at least 1 second of the caller's budget (for the fetch and the enforcement),
+ *   and is refused at once otherwise (with the default 5 s budget: a key activated 1 s or more after our fetch): refusing it
+ *   would fail the login on a target with interruptOnError. The waiters share that one refetch; the request was
+ *   HMAC-verified before it got here, so only a holder of the signing key can make one wait.
  * - Unreachable (network, timeout, non-200, not a JWKS): `WebKeysUnavailableError`, unless a cached key (even
  *   expired) has the kid: then it is used, so a ZITADEL hiccup does not fail logins. Failed fetches are spaced by
  *   5 seconds too.
@@ -27,11 +32,19 @@ export interface InstanceWebKeysOptions {
   refetchIntervalMs?: number;
   /** Called after each fetch (the metric session_limiter_jwks_fetches_total). */
   onFetch?: (outcome: 'ok' | 'failed') => void;
+  /** Waits this many ms of the cache's clock (for the next allowed refetch); default a timer. */
+  sleep?: (ms: number) => Promise<void>;
 }
 
 const jwksSchema = z.object({ keys: z.array(z.looseObject({ kty: z.string(), kid: z.string().optional(), use: z.string().optional() })) });
 
 export const WEB_KEYS_PATH = '/oauth/v2/keys';
+
+/**
+ * What a wait for the next allowed refetch must leave of the webhook's budget: the fetch itself and the enforcement's
+ * few ZITADEL calls (tens of ms as a rule) must still fit, else waiting only turns a refusal into a timeout.
+ */
+export const WAIT_RESERVE_MS = 1000;
 
 /** `<ZITADEL_URL>/oauth/v2/keys`, keeping a path prefix of ZITADEL_URL. */
 export function webKeysUrl(zitadelUrl: URL): URL {
@@ -58,6 +71,9 @@ export class InstanceWebKeys implements WebKeySource {
   #lastAttemptAt = -Infinity;
   #lastFailure: WebKeysUnavailableError | undefined;
   #inFlight: Promise<void> | undefined;
+  /** The refetch waited for by kids unknown within the refetch interval. */
+  #scheduled: Promise<void> | undefined;
+  readonly #sleep: (ms: number) => Promise<void>;
 
   constructor(options: InstanceWebKeysOptions) {
     this.#url = options.url;
@@ -67,27 +83,47 @@ export class InstanceWebKeys implements WebKeySource {
     this.#maxCacheMs = options.maxCacheMs ?? 86_400_000;
     this.#refetchIntervalMs = options.refetchIntervalMs ?? 5_000;
     this.#onFetch = options.onFetch;
+    this.#sleep = options.sleep ?? ((ms) => new Promise((resolve) => setTimeout(resolve, ms)));
   }
 
   async webKey(kid: string, deadline: number): Promise<JWK | undefined> {
     const cached = this.#keys?.get(kid);
     if (cached && this.#now() < this.#expiresAt) return cached;
     if (!this.#inFlight) {
-      if (this.#now() - this.#lastAttemptAt < this.#refetchIntervalMs) {
-        // Too soon after the last fetch: answer from what is known.
+      const wait = this.#lastAttemptAt + this.#refetchIntervalMs - this.#now();
+      if (wait > 0) {
+        // Too soon after the last fetch: answer from what is known...
         if (cached) return cached;
         if (this.#lastFailure) throw this.#lastFailure;
-        return undefined;
+        // ...or, for a kid unknown to a fetch that succeeded, wait for the next allowed one if the budget allows.
+        if (wait + WAIT_RESERVE_MS > deadline - Date.now()) return undefined;
+        this.#scheduled ??= this.#sleep(wait).then(() => {
+          this.#scheduled = undefined;
+          return this.#refetchIfDue();
+        });
+        await withDeadline(this.#scheduled, deadline);
+        return this.#keys?.get(kid);
       }
-      this.#inFlight = this.#fetch().finally(() => (this.#inFlight = undefined));
+      void this.#startFetch();
     }
     try {
-      await withDeadline(this.#inFlight, deadline);
+      await withDeadline(this.#inFlight!, deadline);
     } catch (error) {
       if (cached) return cached;
       throw error;
     }
     return this.#keys?.get(kid) ?? cached;
+  }
+
+  #startFetch(): Promise<void> {
+    return (this.#inFlight = this.#fetch().finally(() => (this.#inFlight = undefined)));
+  }
+
+  /** After a wait: join a fetch under way, start the one now allowed, or none if one happened meanwhile. */
+  #refetchIfDue(): Promise<void> {
+    if (this.#inFlight) return this.#inFlight;
+    if (this.#now() - this.#lastAttemptAt >= this.#refetchIntervalMs) return this.#startFetch();
+    return Promise.resolve();
   }
 
   async #fetch(): Promise<void> {

@@ -106,10 +106,21 @@ t.test('register --payload-type jwe --private-key-out FILE, the service started 
   t.notOk(existsSync(other), 'no key generated, no file left behind');
   t.equal([...simulator.actions.targets.values()][0]!.publicKeys.length, 1);
 
-  const refused = await register('--payload-type', 'jwe', '--private-key-out', file);
-  t.equal(refused.code, 1);
-  t.match(refused.stderr, /the file exists and is never overwritten/);
+  // The README's command, run a second time as it stands: nothing would change, so it succeeds and says so.
+  const again = await register('--payload-type', 'jwe', '--private-key-out', file);
+  t.equal(again.code, 0, again.stderr);
+  t.match(again.stdout, /target "session-limiter" \(\d+\): unchanged/);
+  t.match(again.stdout, `is active and kept`);
+  t.match(again.stdout, `no key was generated and ${file} was not touched`);
   t.equal(readFileSync(file, 'utf8'), pem, 'the existing key file is untouched');
+  t.equal([...simulator.actions.targets.values()][0]!.publicKeys.length, 1, 'still one public key');
+
+  // A new key would be generated (another target): an existing file is refused before anything changes in ZITADEL.
+  const refused = await register('--name', 'second-target', '--payload-type', 'jwe', '--private-key-out', file);
+  t.equal(refused.code, 1);
+  t.match(refused.stderr, /the file exists and is never overwritten.*nothing was changed/);
+  t.equal(readFileSync(file, 'utf8'), pem, 'the existing key file is untouched');
+  t.equal(simulator.actions.targets.size, 1, 'no second target created');
 });
 
 t.test('register --payload-type jwe prints the key once; the service started with that value enforces; no key in its logs', async (t) => {
@@ -147,6 +158,11 @@ t.test('rotate-key --payload-key with the built CLI: step 1 writes the new key, 
   t.equal(step1.code, 0, step1.stderr);
   t.match(step1.stdout, /step 1 of 2: added public key \d+ .*inactive/);
   t.match(step1.stdout, `fly secrets set ZITADEL_PAYLOAD_KEYS="$(cat <current key file> ${next})"`);
+  const nextPem = readFileSync(next, 'utf8');
+  const step1Again = await runCli(['rotate-key', '--payload-key', '--private-key-out', next], admin);
+  t.equal(step1Again.code, 0, step1Again.stderr);
+  t.match(step1Again.stdout, /a payload key rotation is under way/);
+  t.equal(readFileSync(next, 'utf8'), nextPem, 'step 1 run again leaves the key file alone');
   const refused = await runCli(['rotate-key', '--payload-key', '--finish'], admin);
   t.equal(refused.code, 1);
   t.match(refused.stderr, /refusing to finish.*401 ERR_PAYLOAD_UNDECRYPTABLE/s);

@@ -12,6 +12,7 @@ import { ALL_PERMISSIONS, LOGIN_CLIENT_PERMISSIONS, ZitadelSimulator } from '../
 import { ActionApi, type TargetSpec } from '../../src/zitadel/action-api.js';
 import { ZitadelConnection } from '../../src/zitadel/connection.js';
 import { PersonalAccessToken } from '../../src/zitadel/credentials.js';
+import { JwksServer } from '../helpers/jwks-server.js';
 import { startStack, type Stack } from '../helpers/stack.js';
 
 /** Issue #12, the operations side: register --payload-type, the payload key rotation, doctor's payload checks. */
@@ -276,6 +277,16 @@ t.test('doctor: payload type, the JWE key fingerprint, the JWKS, an old ZITADEL'
   closed.close();
   const unreachable = await doctor({ payloadType: 'jwe', payloadKeys: [held!.fingerprint], webKeysUrl: deadUrl });
   t.match(line(unreachable, 'web keys (JWKS)'), { status: 'FAIL', detail: /could not be reached: connection refused/ });
+
+  const jwks = await new JwksServer([]).listen();
+  t.teardown(() => jwks.close());
+  const empty = await doctor({ payloadType: 'jwe', payloadKeys: [held!.fingerprint], webKeysUrl: jwks.keysUrl.href });
+  t.match(line(empty, 'web keys (JWKS)'), { status: 'FAIL', detail: /\/oauth\/v2\/keys answered 200 with no keys: the service cannot verify/ });
+  jwks.failWith = 502;
+  const failing = await doctor({ payloadType: 'jwe', payloadKeys: [held!.fingerprint], webKeysUrl: jwks.keysUrl.href });
+  const detail = line(failing, 'web keys (JWKS)')?.detail ?? '';
+  t.match(detail, /\/oauth\/v2\/keys answered HTTP 502 \(no JWKS\): the service cannot verify/);
+  t.notMatch(detail, /0 keys/, 'an error status is not a JWKS with 0 keys');
 
   const old = new ZitadelSimulator({ tokens: { admin: ALL_PERMISSIONS }, payloadTypes: false });
   await old.listen();

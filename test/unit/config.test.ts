@@ -115,6 +115,11 @@ t.test('credentials: exactly one of ZITADEL_TOKEN and ZITADEL_KEY_FILE; a key fi
   t.match(problemsOf({ ...noToken, ZITADEL_KEY_FILE: '/nowhere/key.json' }), [/^ZITADEL_KEY_FILE cannot be read/]);
   t.match(problemsOf({ ...noToken, ZITADEL_KEY_FILE: '{"keyId":"1","userId":"2","key":"SECRET-not-a-pem"}' }), [/^ZITADEL_KEY_FILE holds no readable private key$/]);
   t.match(problemsOf({ ...noToken, ZITADEL_KEY_FILE: '{"keyId":"1"}' }), [/needs keyId, key and userId/]);
+  // The same reader as ZITADEL_PAYLOAD_KEYS: a regular file of at most 1 MiB, else one line and no hang.
+  t.same(problemsOf({ ...noToken, ZITADEL_KEY_FILE: '/dev/zero' }), [
+    "ZITADEL_KEY_FILE names a character device, not a regular file: give the path of the JSON key file from ZITADEL, or its content",
+  ]);
+  t.match(problemsOf({ ...noToken, ZITADEL_KEY_FILE: tmpdir() }), [/^ZITADEL_KEY_FILE names a directory, not a regular file: /]);
   const { privateKey } = generateKeyPairSync('rsa', { modulusLength: 2048 });
   const pkcs1 = privateKey.export({ type: 'pkcs1', format: 'pem' }).toString();
   const { config } = loadConfig({ ...noToken, ZITADEL_KEY_FILE: JSON.stringify({ type: 'serviceaccount', keyId: 'k1', key: pkcs1, userId: 'u1' }) });
@@ -174,6 +179,10 @@ t.test('ZITADEL_PAYLOAD_TYPE and ZITADEL_PAYLOAD_KEYS: jwe keys from the value o
   t.teardown(() => rmSync(dir, { recursive: true, force: true }));
   const file = path.join(dir, 'keys.pem');
   writeFileSync(file, `${rsa}\n${ec}`);
+  const truncatedFile = path.join(dir, 'truncated.pem');
+  writeFileSync(truncatedFile, `${ec}${rsa.slice(0, 150)}`);
+  const hugeFile = path.join(dir, 'huge.pem');
+  writeFileSync(hugeFile, `${ec}${' '.repeat(1024 * 1024)}`);
 
   t.equal(loadConfig({ ...base, ZITADEL_PAYLOAD_TYPE: 'JWT' }).config.payloadType, 'jwt', 'case-insensitive');
   t.same(loadConfig({ ...base, ZITADEL_PAYLOAD_TYPE: 'jwe', ZITADEL_PAYLOAD_KEYS: ec }).config.payloadKeys.map((key) => key.type), ['ec'], 'from the value');
@@ -187,9 +196,15 @@ t.test('ZITADEL_PAYLOAD_TYPE and ZITADEL_PAYLOAD_KEYS: jwe keys from the value o
     [{ ZITADEL_PAYLOAD_TYPE: 'jwt', ZITADEL_PAYLOAD_KEYS: ec }, /^ZITADEL_PAYLOAD_KEYS is for jwe only \(ZITADEL_PAYLOAD_TYPE is jwt\)/],
     [{ ZITADEL_PAYLOAD_KEYS: ec }, /^ZITADEL_PAYLOAD_KEYS is for jwe only \(ZITADEL_PAYLOAD_TYPE is json\)/],
     [{ ZITADEL_PAYLOAD_TYPE: 'jwe', ZITADEL_PAYLOAD_KEYS: path.join(dir, 'missing.pem') }, /^ZITADEL_PAYLOAD_KEYS is neither PEM nor a readable file \(ENOENT\)/],
-    [{ ZITADEL_PAYLOAD_TYPE: 'jwe', ZITADEL_PAYLOAD_KEYS: ec.replace(material, 'x') }, /^ZITADEL_PAYLOAD_KEYS the PEM block is not a readable private key/],
-    [{ ZITADEL_PAYLOAD_TYPE: 'jwe', ZITADEL_PAYLOAD_KEYS: ec.replace(/PRIVATE KEY/g, 'PUBLIC KEY') }, /^ZITADEL_PAYLOAD_KEYS the PEM block is a PUBLIC KEY/],
-    [{ ZITADEL_PAYLOAD_TYPE: 'jwe', ZITADEL_PAYLOAD_KEYS: dir }, /^ZITADEL_PAYLOAD_KEYS is neither PEM nor a readable file \(EISDIR\)/],
+    [{ ZITADEL_PAYLOAD_TYPE: 'jwe', ZITADEL_PAYLOAD_KEYS: ec.replace(material, 'x') }, /^ZITADEL_PAYLOAD_KEYS: the PEM block is not a readable private key/],
+    [{ ZITADEL_PAYLOAD_TYPE: 'jwe', ZITADEL_PAYLOAD_KEYS: ec.replace(/PRIVATE KEY/g, 'PUBLIC KEY') }, /^ZITADEL_PAYLOAD_KEYS: the PEM block is a PUBLIC KEY/],
+    [{ ZITADEL_PAYLOAD_TYPE: 'jwe', ZITADEL_PAYLOAD_KEYS: dir }, /^ZITADEL_PAYLOAD_KEYS names a directory, not a regular file: /],
+    // The second key of a rotation cut short: as the value and as a file, never silently dropped.
+    [{ ZITADEL_PAYLOAD_TYPE: 'jwe', ZITADEL_PAYLOAD_KEYS: `${ec}${rsa.slice(0, 150)}` }, /^ZITADEL_PAYLOAD_KEYS: the 2nd PEM block has no END line \(-----END RSA PRIVATE KEY-----\): it was cut short/],
+    [{ ZITADEL_PAYLOAD_TYPE: 'jwe', ZITADEL_PAYLOAD_KEYS: truncatedFile }, /^ZITADEL_PAYLOAD_KEYS \(the file\): the 2nd PEM block has no END line/],
+    // Only a regular file of bounded size is read: a device or an endless file never hangs the start.
+    [{ ZITADEL_PAYLOAD_TYPE: 'jwe', ZITADEL_PAYLOAD_KEYS: '/dev/zero' }, /^ZITADEL_PAYLOAD_KEYS names a character device, not a regular file: give the private key itself .* or the path of a file holding it$/],
+    [{ ZITADEL_PAYLOAD_TYPE: 'jwe', ZITADEL_PAYLOAD_KEYS: hugeFile }, /^ZITADEL_PAYLOAD_KEYS names a file larger than 1 MiB: /],
   ];
   for (const [env, message] of cases) {
     const problems = problemsOf({ ...base, ...env });

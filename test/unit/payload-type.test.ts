@@ -108,11 +108,22 @@ t.test('parsePayloadKeys: PKCS#8, PKCS#1, SEC1, several blocks, escaped newlines
   const secret = pkcs8(ec);
   const body = secret.split('\n')[1]!;
   const problems: [string, RegExp][] = [
-    ['no PEM here', /holds no complete PEM block/],
+    ['no PEM here', /^it holds no PEM block: give the private key as PEM/],
     [createPublicKey(ec).export({ type: 'spki', format: 'pem' }).toString(), /is a PUBLIC KEY: give the unencrypted private key/],
-    [ec.export({ type: 'pkcs8', format: 'pem', cipher: 'aes-256-cbc', passphrase: 'x' }).toString(), /is a ENCRYPTED PRIVATE KEY/],
+    [ec.export({ type: 'pkcs8', format: 'pem', cipher: 'aes-256-cbc', passphrase: 'x' }).toString(), /^the PEM block is encrypted \(ENCRYPTED PRIVATE KEY\): give it unencrypted, e\.g\. openssl pkey -in /],
+    [ec.export({ type: 'sec1', format: 'pem', cipher: 'aes-256-cbc', passphrase: 'x' }).toString(), /^the PEM block is encrypted \(Proc-Type: 4,ENCRYPTED\): give it unencrypted, e\.g\. openssl pkey -in /],
+    [pkcs8(ec).replace(/PRIVATE KEY/g, 'CERTIFICATE'), /^the PEM block is a CERTIFICATE: give/],
     [secret.replace(body, body.slice(0, 10)), /is not a readable private key/],
-    [`${secret}${pkcs8(generateKeyPairSync('ed25519').privateKey)}`, /PEM block 2 is an ed25519 key: ZITADEL encrypts payloads to RSA or EC keys only/],
+    [`${secret}${pkcs8(generateKeyPairSync('ed25519').privateKey)}`, /^the 2nd PEM block is an ed25519 key: ZITADEL encrypts payloads to RSA or EC keys only/],
+    // A rotation value whose second key was cut short (the first 150 bytes: BEGIN line and part of the body, no END).
+    [`${secret}${pkcs8(rsa).slice(0, 150)}`, /^the 2nd PEM block has no END line \(-----END PRIVATE KEY-----\): it was cut short/],
+    [`${secret}\n${pkcs8(rsa).slice(0, 150)}\n`, /^the 2nd PEM block has no END line/],
+    [`${pkcs8(rsa).slice(0, 150)}${secret}`, /^the 1st PEM block has no END line/],
+    [pkcs8(rsa).slice(0, 150), /^the PEM block has no END line/],
+    [`${secret}${secret}${pkcs8(rsa).slice(0, 150)}`, /^the 3rd PEM block has no END line/],
+    [`${secret}junk\n${pkcs8(rsa)}`, /^there is text after the 1st PEM block that is not PEM: keep only the PEM blocks/],
+    [`junk\n${secret}`, /^there is text before the PEM block that is not PEM: keep only the PEM blocks/],
+    [`${secret.replace('-----END PRIVATE KEY-----', '-----END RSA PRIVATE KEY-----')}`, /^the PEM block has no END line \(-----END PRIVATE KEY-----\)/],
   ];
   for (const [text, message] of problems) {
     const error = t.throws(() => parsePayloadKeys(text)) as Error;
@@ -134,10 +145,11 @@ t.test('InstanceWebKeys: cached per max-age, one refetch per 5 s for unknown kid
   t.same(await Promise.all(Array.from({ length: 20 }, () => webKeys.webKey('k1', FAR))), Array(20).fill(key.jwk), '20 concurrent look-ups');
   t.equal(server.fetches, 1, 'share one fetch');
 
-  // A flood of made-up kids over 60 s of the injected clock: at most one refetch per 5 s.
+  // A flood of made-up kids over 60 s of the injected clock: at most one refetch per 5 s. Their budget (500 ms) is
+  // shorter than any wait for the next allowed refetch, so they are answered at once.
   for (let second = 0; second < 60; second++) {
     now += 1000;
-    await Promise.all(Array.from({ length: 10 }, (_, i) => webKeys.webKey(`made-up-${second}-${i}`, FAR)));
+    await Promise.all(Array.from({ length: 10 }, (_, i) => webKeys.webKey(`made-up-${second}-${i}`, Date.now() + 500)));
   }
   t.equal(server.fetches, 1 + 12, 'one refetch per 5 seconds (12 in 60 s), not 600');
 
@@ -155,6 +167,52 @@ t.test('InstanceWebKeys: cached per max-age, one refetch per 5 s for unknown kid
   await t.rejects(webKeys.webKey('k3', FAR), WebKeysUnavailableError, 'an unknown kid while the JWKS fails');
   await t.rejects(webKeys.webKey('k4', FAR), WebKeysUnavailableError, 'and within the 5 s after, without a fetch');
   t.equal(fetches.filter((outcome) => outcome === 'failed').length, 2, 'each failed fetch reported');
+});
+
+t.test('InstanceWebKeys: a web key activated right after a fetch waits for the next allowed refetch when the budget allows', async (t) => {
+  const first = await webKey('k1', 'ES256');
+  const server = await new JwksServer([first.jwk]).listen();
+  t.teardown(() => server.close());
+  let now = 1_000_000;
+  const slept: number[] = [];
+  const webKeys = new InstanceWebKeys({
+    url: server.keysUrl,
+    timeoutMs: 2000,
+    now: () => now,
+    // The injected clock moves when the wait ends (no real time passes).
+    sleep: async (ms) => {
+      slept.push(ms);
+      await Promise.resolve();
+      now += ms;
+    },
+  });
+  t.same(await webKeys.webKey('k1', FAR), first.jwk);
+  t.equal(server.fetches, 1);
+
+  // ZITADEL activates a new web key 1 s after our fetch and signs with it at once.
+  const activated = await webKey('k2', 'RS256');
+  server.keys = [first.jwk, activated.jwk];
+  now += 1000;
+  const budget = () => Date.now() + 10_000;
+  t.same(
+    await Promise.all([webKeys.webKey('k2', budget()), webKeys.webKey('k2', budget()), webKeys.webKey('k3', budget())]),
+    [activated.jwk, activated.jwk, undefined],
+    'the new key is found instead of refused; a kid still unknown after the refetch is refused',
+  );
+  t.same(slept, [4000], 'one wait, until 5 s after the last fetch, shared by the three');
+  t.equal(server.fetches, 2, 'one refetch for all of them');
+
+  // A budget shorter than the wait (3 s) plus the second it must leave: refused at once, no wait, no fetch (as before).
+  now += 2000;
+  t.equal(await webKeys.webKey('k4', Date.now() + 1000), undefined);
+  t.equal(await webKeys.webKey('k4', Date.now() + 3900), undefined, 'the wait would leave less than 1 s');
+  t.same(slept, [4000]);
+  t.equal(server.fetches, 2);
+
+  // The refetch fails after the wait: unavailable (503), not refused as unsigned.
+  server.failWith = 500;
+  await t.rejects(webKeys.webKey('k5', budget()), WebKeysUnavailableError);
+  t.equal(server.fetches, 3);
 });
 
 t.test('InstanceWebKeys: Cache-Control max-age bounded to 1 min .. 24 h', async (t) => {
