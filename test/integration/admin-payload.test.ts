@@ -1,19 +1,17 @@
 import http from 'node:http';
 import type { AddressInfo } from 'node:net';
-import { ConnectError } from '@connectrpc/connect';
-import { createSessionServiceClient } from '@zitadel/client/v2';
-import t, { type Test } from 'tap';
+import t from 'tap';
 import { runDoctor, type CheckResult } from '../../src/admin/doctor.js';
 import { checkEndpoint } from '../../src/admin/endpoint-check.js';
 import { generatePayloadKey } from '../../src/admin/payload-keys.js';
 import { METHODS, register, rotateKey, rotatePayloadKey } from '../../src/admin/registration.js';
 import { parsePayloadKeys } from '../../src/payload-type/keys.js';
-import { ALL_PERMISSIONS, LOGIN_CLIENT_PERMISSIONS, ZitadelSimulator } from '../../src/simulator/index.js';
+import { ALL_PERMISSIONS, ZitadelSimulator } from '../../src/simulator/index.js';
 import { ActionApi, type TargetSpec } from '../../src/zitadel/action-api.js';
 import { ZitadelConnection } from '../../src/zitadel/connection.js';
 import { PersonalAccessToken } from '../../src/zitadel/credentials.js';
 import { JwksServer } from '../helpers/jwks-server.js';
-import { startStack, type Stack } from '../helpers/stack.js';
+import { rotationRig } from '../helpers/rotation-rig.js';
 
 /** Issue #12, the operations side: register --payload-type, the payload key rotation, doctor's payload checks. */
 
@@ -21,74 +19,9 @@ const spec: TargetSpec = { name: 'session-limiter', endpoint: 'https://limiter.e
 const executionTargets = (simulator: ZitadelSimulator) =>
   METHODS.map((method) => simulator.actions.executions.get(JSON.stringify({ response: { method } }))?.targets ?? []);
 
-interface Deployment {
-  payloadType?: 'json' | 'jwt' | 'jwe';
-  signingKeys: string[];
-  payloadKeys?: string[];
-}
-
-/**
- * A simulator, a login client, and one endpoint for the whole test behind which runs "the deployment of the moment"
- * (a service with the given configuration), as an operator redeploys during a rotation.
- */
-async function rig(t: Test, simulatorOptions: { payloadTypes?: boolean } = {}) {
-  const simulator = new ZitadelSimulator({
-    tokens: { admin: ALL_PERMISSIONS, 'login-ui': LOGIN_CLIENT_PERMISSIONS, 'simulator-token': ['session.read', 'session.delete'] },
-    ...simulatorOptions,
-  });
-  await simulator.listen();
-  const user = simulator.state.addUser({ loginName: 'alice@example.com', password: 'pw' });
-  const api = new ActionApi({ baseUrl: simulator.url, token: 'admin' });
-  const loginUi = new ZitadelConnection({ baseUrl: simulator.url, credentials: new PersonalAccessToken('login-ui') });
-  const sessions = createSessionServiceClient(loginUi.transport);
-  let deployment: Stack | undefined;
-  const deploy = async (d: Deployment) => {
-    await deployment?.service.close();
-    deployment = await startStack({
-      existingSimulator: simulator,
-      signingKeys: d.signingKeys,
-      limit: 1,
-      env: () => ({ ZITADEL_PAYLOAD_TYPE: d.payloadType ?? 'json', ZITADEL_PAYLOAD_KEYS: d.payloadKeys?.join('\n') }),
-    });
-    return deployment;
-  };
-  // eslint-disable-next-line @typescript-eslint/no-misused-promises -- a test endpoint: a throw fails the test
-  const endpoint = http.createServer(async (request, response) => {
-    const chunks: Buffer[] = [];
-    for await (const chunk of request) chunks.push(chunk as Buffer);
-    const answer = await deployment!.app.inject({ method: 'POST', url: '/webhooks/zitadel', headers: request.headers, payload: Buffer.concat(chunks) });
-    response.writeHead(answer.statusCode, { 'content-type': 'application/json' }).end(answer.body);
-  });
-  await new Promise<void>((resolve) => endpoint.listen(0, '127.0.0.1', resolve));
-  t.teardown(async () => {
-    endpoint.closeAllConnections();
-    endpoint.close();
-    await deployment?.service.close();
-    loginUi.close();
-    await simulator.close();
-  });
-  const url = `http://127.0.0.1:${(endpoint.address() as AddressInfo).port}/webhooks/zitadel`;
-  /** One login (CreateSession with the password); the target waits and interrupts, so a refused webhook fails it. */
-  const login = async () => {
-    try {
-      await sessions.createSession({ checks: { user: { search: { case: 'userId', value: user.id } }, password: { password: 'pw' } } });
-      return 'ok';
-    } catch (error) {
-      return ConnectError.from(error).rawMessage;
-    }
-  };
-  /** Logs in twice (limit 1): the second login must have evicted the first session, i.e. the service enforced. */
-  const enforced = async () => {
-    const first = await login();
-    const second = await login();
-    const active = simulator.state.activeSessionsOf(user.id).length;
-    return first === 'ok' && second === 'ok' && active === 1 ? 'enforced' : `${first} / ${second} / ${active} active`;
-  };
-  return { simulator, api, url, deploy, login, enforced };
-}
 
 t.test('register --payload-type jwe: an active EC key, the private key once; a login through the executor enforced; twice changes nothing', async (t) => {
-  const { simulator, api, url, deploy, enforced } = await rig(t);
+  const { simulator, api, url, deploy, enforced } = await rotationRig(t);
   const first = await register(api, { ...spec, endpoint: url, payloadType: 'jwe' });
   t.equal(first.created, true);
   t.equal(first.payloadType, 'jwe');
@@ -127,7 +60,7 @@ t.test('register --payload-type jwe: an active EC key, the private key once; a l
 });
 
 t.test('register switches an existing JSON target to jwe only after its key is active; back to json keeps the key', async (t) => {
-  const { simulator, api } = await rig(t);
+  const { simulator, api } = await rotationRig(t);
   const json = await register(api, spec);
   t.equal(json.payloadType, 'json');
   simulator.actionApiRequests.length = 0;
@@ -148,7 +81,7 @@ t.test('register switches an existing JSON target to jwe only after its key is a
 });
 
 t.test('a ZITADEL older than v4.8: register --payload-type jwt|jwe is refused plainly and changes nothing', async (t) => {
-  const { simulator, api } = await rig(t, { payloadTypes: false });
+  const { simulator, api } = await rotationRig(t, { payloadTypes: false });
   for (const payloadType of ['jwt', 'jwe'] as const) {
     await t.rejects(register(api, { ...spec, payloadType }), /older than v4\.8.*--payload-type json/s, `${payloadType} on a new target`);
     t.equal(simulator.actions.targets.size, 0, `${payloadType}: the JSON target the old server created is deleted again`);
@@ -163,7 +96,7 @@ t.test('a ZITADEL older than v4.8: register --payload-type jwt|jwe is refused pl
 });
 
 t.test('payload key rotation: step 2 refuses while the service lacks the new key, then succeeds; no login lost', async (t) => {
-  const { simulator, api, url, deploy, login, enforced } = await rig(t);
+  const { simulator, api, url, deploy, login, enforced } = await rotationRig(t);
   const registered = await register(api, { ...spec, endpoint: url, payloadType: 'jwe' });
   const signingKeys = [registered.signingKey!];
   const oldKey = registered.privateKeyPem!;
@@ -208,7 +141,7 @@ t.test('payload key rotation: step 2 refuses while the service lacks the new key
 });
 
 t.test('signing key rotation of a jwe target: the next target carries the payload type and the active key; no login lost', async (t) => {
-  const { simulator, api, url, deploy, enforced } = await rig(t);
+  const { simulator, api, url, deploy, enforced } = await rotationRig(t);
   const registered = await register(api, { ...spec, endpoint: url, payloadType: 'jwe' });
   const payloadKeys = [registered.privateKeyPem!];
   await deploy({ payloadType: 'jwe', signingKeys: [registered.signingKey!], payloadKeys });
@@ -228,7 +161,7 @@ t.test('signing key rotation of a jwe target: the next target carries the payloa
 });
 
 t.test('the endpoint check: 400 ERR_PAYLOAD_TYPE passes for a jwt/jwe target (the HMAC passed), fails for a JSON one', async (t) => {
-  const { api, url, deploy } = await rig(t);
+  const { api, url, deploy } = await rotationRig(t);
   const registered = await register(api, { ...spec, endpoint: url, payloadType: 'jwt' });
   await deploy({ payloadType: 'jwt', signingKeys: [registered.signingKey!] });
   t.match(await checkEndpoint(url, registered.signingKey, 'jwt'), { status: 'PASS', detail: /accepted the signature.*400 ERR_PAYLOAD_TYPE/ });
@@ -237,7 +170,7 @@ t.test('the endpoint check: 400 ERR_PAYLOAD_TYPE passes for a jwt/jwe target (th
 });
 
 t.test('doctor: payload type, the JWE key fingerprint, the JWKS, an old ZITADEL', async (t) => {
-  const { simulator, api, url, deploy } = await rig(t);
+  const { simulator, api, url, deploy } = await rotationRig(t);
   const admin = new ZitadelConnection({ baseUrl: simulator.url, credentials: new PersonalAccessToken('admin') });
   t.teardown(() => admin.close());
   const registered = await register(api, { ...spec, endpoint: url, payloadType: 'jwe' });

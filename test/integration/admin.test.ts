@@ -1,15 +1,12 @@
-import http from 'node:http';
-import type { AddressInfo } from 'node:net';
-import { ConnectError } from '@connectrpc/connect';
-import { createSessionServiceClient } from '@zitadel/client/v2';
 import t, { type Test } from 'tap';
 import { runDoctor } from '../../src/admin/doctor.js';
 import { METHODS, register, rotateKey, unregister } from '../../src/admin/registration.js';
-import { ALL_PERMISSIONS, LOGIN_CLIENT_PERMISSIONS, ZitadelSimulator } from '../../src/simulator/index.js';
+import { ALL_PERMISSIONS, ZitadelSimulator } from '../../src/simulator/index.js';
 import { ActionApi, type TargetSpec } from '../../src/zitadel/action-api.js';
 import { ZitadelConnection } from '../../src/zitadel/connection.js';
 import { PersonalAccessToken } from '../../src/zitadel/credentials.js';
-import { startStack, type Stack } from '../helpers/stack.js';
+import { rotationRig } from '../helpers/rotation-rig.js';
+import { startStack } from '../helpers/stack.js';
 
 const [CREATE, SET] = METHODS;
 const spec: TargetSpec = { name: 'session-limiter', endpoint: 'https://limiter.example.com/webhooks/zitadel', timeout: '10s', kind: 'restAsync', interruptOnError: false };
@@ -84,46 +81,9 @@ t.test('unregister keeps other targets and deletes ours; nothing to do is fine',
 });
 
 t.test('rotate-key: no login fails at any point of the rotation', async (t) => {
-  const simulator = new ZitadelSimulator({
-    tokens: { admin: ALL_PERMISSIONS, 'login-ui': LOGIN_CLIENT_PERMISSIONS, 'simulator-token': ['session.read', 'session.delete'] },
-  });
-  await simulator.listen();
-  const user = simulator.state.addUser({ loginName: 'alice@example.com', password: 'pw' });
-  const api = new ActionApi({ baseUrl: simulator.url, token: 'admin' });
-  const loginUi = new ZitadelConnection({ baseUrl: simulator.url, credentials: new PersonalAccessToken('login-ui') });
-  const sessions = createSessionServiceClient(loginUi.transport);
-
   // One endpoint for the whole rotation; behind it, the deployment of the moment (a service with its keys).
-  let deployment: Stack | undefined;
-  const deploy = async (keys: string[]) => {
-    await deployment?.service.close();
-    deployment = await startStack({ existingSimulator: simulator, signingKeys: keys });
-  };
-  // eslint-disable-next-line @typescript-eslint/no-misused-promises -- a test endpoint: a throw fails the test
-  const endpoint = http.createServer(async (request, response) => {
-    const chunks: Buffer[] = [];
-    for await (const chunk of request) chunks.push(chunk as Buffer);
-    const answer = await deployment!.app.inject({ method: 'POST', url: '/webhooks/zitadel', headers: request.headers, payload: Buffer.concat(chunks) });
-    response.writeHead(answer.statusCode).end(answer.body);
-  });
-  await new Promise<void>((resolve) => endpoint.listen(0, '127.0.0.1', resolve));
-  t.teardown(async () => {
-    endpoint.closeAllConnections();
-    endpoint.close();
-    await deployment?.service.close();
-    loginUi.close();
-    await simulator.close();
-  });
-  const url = `http://127.0.0.1:${(endpoint.address() as AddressInfo).port}/webhooks/zitadel`;
-  // The target waits and interrupts on error: a refused signature would fail the login itself.
-  const login = async () => {
-    try {
-      await sessions.createSession({ checks: { user: { search: { case: 'userId', value: user.id } }, password: { password: 'pw' } } });
-      return 'ok';
-    } catch (error) {
-      return ConnectError.from(error).rawMessage;
-    }
-  };
+  const { simulator, api, url, deploy: deployment, login } = await rotationRig(t);
+  const deploy = (keys: string[]) => deployment({ signingKeys: keys });
 
   const { signingKey: oldKey } = await register(api, { ...spec, endpoint: url, kind: 'restWebhook', interruptOnError: true });
   await deploy([oldKey!]);
