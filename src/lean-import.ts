@@ -1,8 +1,8 @@
 import { createRequire } from 'node:module';
 
 /**
- * Imports the service's module graph without loading Node's bundled undici (about 19 MB resident, measured on
- * Node 26) that nothing in the service uses.
+ * Imports the service's module graph without loading Node's bundled undici (93.8 -> 91.6 MB idle RSS, measured on
+ * Node 26, BENCHMARKS.md); the service needs it only for fetch (web keys, eviction events), which loads it when first called.
  *
  * Why: `node:http` exposes `WebSocket`, `CloseEvent` and `MessageEvent` as lazy getters that load undici. The CommonJS
  * `require('node:http')` leaves them alone, but the first ES `import` of `node:http` anywhere in the process
