@@ -8,7 +8,7 @@ type Done = (error: Error | null, body?: Buffer) => void;
  * Fastify's `parseAs: 'buffer'` keeps the chunks and joins them into a second copy at the end, so at the hard limit
  * (400 requests at once, issue 15) every body is held twice while it is joined. The answers stay Fastify's: a
  * declared or received length over `limit` is FST_ERR_CTP_BODY_TOO_LARGE (413), a body shorter than declared
- * FST_ERR_CTP_INVALID_CONTENT_LENGTH. A chunked body (no Content-Length) is joined once, as before.
+ * FST_ERR_CTP_INVALID_CONTENT_LENGTH. A chunked body (no Content-Length) goes into one buffer of the limit.
  */
 export function bodyReader(limit: number) {
   return (request: FastifyRequest, payload: IncomingMessage, done: Done): void => {
@@ -17,7 +17,6 @@ export function bodyReader(limit: number) {
     const declared = header === undefined || !/^\d+$/.test(header) ? undefined : Number(header);
     if (declared !== undefined && declared > limit) return done(new errorCodes.FST_ERR_CTP_BODY_TOO_LARGE());
     let body: Buffer | undefined;
-    const chunks: Buffer[] = [];
     let received = 0;
 
     const finish = (error: Error | null, result?: Buffer) => {
@@ -33,14 +32,14 @@ export function bodyReader(limit: number) {
       if (received > limit || (declared !== undefined && received > declared)) {
         return finish(new errorCodes.FST_ERR_CTP_BODY_TOO_LARGE());
       }
-      if (declared === undefined) chunks.push(bytes);
-      else bytes.copy((body ??= Buffer.allocUnsafe(declared)), at);
+      // Chunked (no Content-Length): one buffer of the limit, filled as the chunks come, instead of chunks and a join.
+      bytes.copy((body ??= Buffer.allocUnsafe(declared ?? limit)), at);
     };
     const onEnd = () => {
       if (declared !== undefined && received !== declared) {
         return finish(new errorCodes.FST_ERR_CTP_INVALID_CONTENT_LENGTH());
       }
-      finish(null, declared === undefined ? Buffer.concat(chunks, received) : (body ?? Buffer.alloc(0)));
+      finish(null, body === undefined ? Buffer.alloc(0) : body.subarray(0, received));
     };
     const onError = (error: Error & { statusCode?: number }) => {
       if (!(typeof error.statusCode === 'number' && error.statusCode >= 400)) error.statusCode = 400;

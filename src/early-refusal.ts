@@ -17,8 +17,9 @@ const CONTENT_TYPE = /^\s*([\w!#$&^.+-]+\/[\w!#$&^.+-]+)\s*(?:;\s*[\w!#$&^.+-]+=
  * of the webhook route, added from app.ts when the route is declared (onRoute).
  *
  * The answers keep their codes and their order: the request is left to the usual path (body read, then the same
- * refusal) unless the content type has a parser on the route (else 415 comes first), the Content-Length is declared
- * and within BODY_LIMIT_BYTES (else 413 comes first, or, chunked, can only be known from the body). The refusal is
+ * refusal) unless the content type has a parser on the route (else 415 comes first) and the Content-Length, when
+ * declared, is within BODY_LIMIT_BYTES (else 413 comes first). A chunked body (no Content-Length) with a condemned
+ * header is refused at once, whatever its size would have been: only the body could say so. The refusal is
  * passed to the route's error handler, which counts, logs and answers it like the refusals after the body, and the
  * connection is closed after the answer (as for the other routes that leave a body unread, app.ts).
  */
@@ -26,7 +27,9 @@ export function earlyRefusal(options: EarlyRefusalOptions) {
   const preParsing: preParsingHookHandler = (request, reply, payload, done) => {
     const { headers } = request;
     const length = headers['content-length'];
-    if (length === undefined || !(Number(length) <= BODY_LIMIT_BYTES)) return void done(null, payload);
+    // A declared size over the limit is answered 413 first; without one (chunked) the size is only known from the
+    // body, so a header that fails on its own is answered at once rather than after reading up to the limit.
+    if (length !== undefined && !(Number(length) <= BODY_LIMIT_BYTES)) return void done(null, payload);
     const mediaType = CONTENT_TYPE.exec(headers['content-type'] ?? '')?.[1]?.toLowerCase();
     if (mediaType === undefined || !request.server.hasContentTypeParser(mediaType)) return void done(null, payload);
     const header = headers['zitadel-signature'];

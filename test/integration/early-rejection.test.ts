@@ -91,13 +91,34 @@ t.test('a request whose refusal needs the body still has it read: mismatch, chun
   t.same(await post({ 'zitadel-signature': mismatch }, body), { status: 401, error: 'ERR_SIGNATURE_MISMATCH' });
   t.same(await post({ 'zitadel-signature': signPayload(body, SIGNING_KEY, { timestamp: seconds }) }, body), { status: 204, error: undefined });
 
-  // Without Content-Length the size is only known from the body: a chunked body over the limit stays 413.
+  // Without Content-Length the size is only known from the body: a chunked body over the limit whose header passes
+  // on its own is read up to the limit and answered 413.
   const socket = await connect(port);
   t.teardown(() => socket.destroy());
   const chunk = 'x'.repeat(BODY_LIMIT_BYTES + 1);
-  socket.write(`POST /webhooks/zitadel HTTP/1.1\r\nhost: x\r\ncontent-type: application/json\r\ntransfer-encoding: chunked\r\n\r\n${chunk.length.toString(16)}\r\n${chunk}\r\n0\r\n\r\n`);
+  socket.write(
+    `POST /webhooks/zitadel HTTP/1.1\r\nhost: x\r\ncontent-type: application/json\r\ntransfer-encoding: chunked\r\nzitadel-signature: ${mismatch}\r\n\r\n` +
+      `${chunk.length.toString(16)}\r\n${chunk}\r\n0\r\n\r\n`,
+  );
   const answer = await nextResponse(socket);
-  t.equal(answer.status, 413, 'a chunked body over the limit with no signature: 413, as before');
+  t.equal(answer.status, 413, 'a chunked body over the limit with a well-formed signature header: 413');
+});
+
+t.test('a chunked request (no Content-Length) whose signature header fails on its own is refused before its body', async (t) => {
+  // Found from outside: it was read to the end (held twice while joined) and, sent slowly, answered 408 at the timeout.
+  const { port } = await server(t);
+  for (const [code, headers] of Object.entries(HEADERS)) {
+    const socket = await connect(port);
+    const lines = Object.entries({ host: 'x', 'content-type': 'application/json', 'transfer-encoding': 'chunked', ...headers }).map(([k, v]) => `${k}: ${v}`);
+    socket.write(`POST /webhooks/zitadel HTTP/1.1\r\n${lines.join('\r\n')}\r\n\r\n`);
+    try {
+      const answer = await nextResponse(socket);
+      t.equal(answer.status, 401, `${code}: answered without the body`);
+      t.equal((JSON.parse(answer.body) as { error: string }).error, code);
+    } finally {
+      socket.destroy();
+    }
+  }
 });
 
 t.test('the body limit fits the largest real payloads with margin, and 400 bodies at once fit the memory goal', async (t) => {
