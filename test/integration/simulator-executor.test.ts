@@ -5,6 +5,7 @@ import { createSessionServiceClient } from '@zitadel/client/v2';
 import t, { type Test } from 'tap';
 import { LOGIN_CLIENT_PERMISSIONS, ZitadelSimulator } from '../../src/simulator/index.js';
 import { startReceiver, type Received } from '../helpers/receiver.js';
+import { codeOf } from '../helpers/outcomes.js';
 
 const CREATE = '/zitadel.session.v2.SessionService/CreateSession';
 const SET = '/zitadel.session.v2.SessionService/SetSession';
@@ -21,15 +22,6 @@ async function setup(t: Test, answer?: Parameters<typeof startReceiver>[0]) {
   const client = createSessionServiceClient(createServerTransport('login', { baseUrl: simulator.url }));
   return { simulator, receiver, user, client, actions: simulator.actions, state: simulator.state };
 }
-
-const codeOf = async (promise: Promise<unknown>) => {
-  try {
-    await promise;
-    return 'ok';
-  } catch (error) {
-    return Code[ConnectError.from(error).code];
-  }
-};
 
 t.test('Login V2 step by step: factors are verified and stamped, checks fail like ZITADEL', async (t) => {
   const { client, user, state } = await setup(t);

@@ -8,6 +8,7 @@ import t, { type Test } from 'tap';
 import { ALL_PERMISSIONS, LOGIN_CLIENT_PERMISSIONS, WEB_KEYS_PATH, ZitadelSimulator, type SimulatorOptions } from '../../src/simulator/index.js';
 import { ActionApi } from '../../src/zitadel/action-api.js';
 import { startReceiver } from '../helpers/receiver.js';
+import { codeOf } from '../helpers/outcomes.js';
 
 /**
  * Payload types in the simulator (ZITADEL v4.8+, docs/zitadel-behaviour.md#payload-types-json-jwt-jwe): targets'
@@ -54,15 +55,6 @@ const fingerprintOf = (key: KeyObject) => `SHA256:${createHash('sha256').update(
 const rsaPair = () => generateKeyPairSync('rsa', { modulusLength: 2048 });
 const ecPair = () => generateKeyPairSync('ec', { namedCurve: 'P-256' });
 const sortedKeys = (object: Record<string, unknown>) => Object.keys(object).sort();
-const codeOf = async (promise: Promise<unknown>) => {
-  try {
-    await promise;
-    return 'ok';
-  } catch (error) {
-    return Code[ConnectError.from(error).code];
-  }
-};
-
 t.test('targets carry payloadType: on create, get, search and update (unspecified on update = unchanged)', async (t) => {
   const { call } = await setup(t);
   const target = { endpoint: 'https://limiter.example.com/hook', timeout: '10s', restWebhook: { interruptOnError: true } };

@@ -4,21 +4,12 @@ import { tmpdir } from 'node:os';
 import path from 'node:path';
 import t from 'tap';
 import { ConfigError, isLoopback, loadConfig, plainHttpWarning, readZitadelUrl } from '../../src/config.js';
+import { problemsOf } from '../helpers/outcomes.js';
 
 const base = {
   ZITADEL_URL: 'https://example.zitadel.cloud',
   ZITADEL_TOKEN: 'SECRET-token-value',
   ZITADEL_SIGNING_KEYS: 'SECRETkeyone0123456789abcdefghijklmn',
-};
-
-const problemsOf = (env: Record<string, string | undefined>): string[] => {
-  try {
-    loadConfig(env);
-    return [];
-  } catch (error) {
-    if (error instanceof ConfigError) return error.problems;
-    throw error;
-  }
 };
 
 t.test('defaults', async (t) => {

@@ -1,6 +1,7 @@
 import { randomBytes } from 'node:crypto';
 import t from 'tap';
-import { ConfigError, loadConfig } from '../../src/config.js';
+import { loadConfig } from '../../src/config.js';
+import { problemsOf } from '../helpers/outcomes.js';
 
 /** EVENTS_*: validated at start like every variable, one line naming the variable, never the secret. */
 const base = {
@@ -9,16 +10,6 @@ const base = {
   ZITADEL_SIGNING_KEYS: 'Ab3dEf6hIj9kLm2nOp5qRs8tUv1wXy4zAB7C',
 };
 const SECRET = `whsec_${randomBytes(32).toString('base64')}`;
-
-const problemsOf = (env: Record<string, string | undefined>): string[] => {
-  try {
-    loadConfig(env);
-    return [];
-  } catch (error) {
-    if (error instanceof ConfigError) return error.problems;
-    throw error;
-  }
-};
 
 t.test('unset: no events', async (t) => {
   t.equal(loadConfig(base).config.events, undefined);
