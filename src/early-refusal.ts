@@ -1,6 +1,6 @@
 import type { preParsingHookHandler, RouteOptions } from 'fastify';
 import { signatureRefusal } from './error-map.js';
-import { BODY_LIMIT_BYTES, WEBHOOK_PATH } from './routes.js';
+import { LARGE_BODY_MAX_BYTES, WEBHOOK_PATH } from './routes.js';
 import { checkSignatureHeader } from './signature/verify.js';
 
 export interface EarlyRefusalOptions {
@@ -18,7 +18,7 @@ const CONTENT_TYPE = /^\s*([\w!#$&^.+-]+\/[\w!#$&^.+-]+)\s*(?:;\s*[\w!#$&^.+-]+=
  *
  * The answers keep their codes and their order: the request is left to the usual path (body read, then the same
  * refusal) unless the content type has a parser on the route (else 415 comes first) and the Content-Length, when
- * declared, is within BODY_LIMIT_BYTES (else 413 comes first). A chunked body (no Content-Length) with a condemned
+ * declared, is within LARGE_BODY_MAX_BYTES (else 413 comes first). A chunked body (no Content-Length) with a condemned
  * header is refused at once, whatever its size would have been: only the body could say so. The refusal is
  * passed to the route's error handler, which counts, logs and answers it like the refusals after the body, and the
  * connection is closed after the answer (as for the other routes that leave a body unread, app.ts).
@@ -29,7 +29,7 @@ export function earlyRefusal(options: EarlyRefusalOptions) {
     const length = headers['content-length'];
     // A declared size over the limit is answered 413 first; without one (chunked) the size is only known from the
     // body, so a header that fails on its own is answered at once rather than after reading up to the limit.
-    if (length !== undefined && !(Number(length) <= BODY_LIMIT_BYTES)) return void done(null, payload);
+    if (length !== undefined && !(Number(length) <= LARGE_BODY_MAX_BYTES)) return void done(null, payload);
     const mediaType = CONTENT_TYPE.exec(headers['content-type'] ?? '')?.[1]?.toLowerCase();
     if (mediaType === undefined || !request.server.hasContentTypeParser(mediaType)) return void done(null, payload);
     const header = headers['zitadel-signature'];

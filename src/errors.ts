@@ -1,4 +1,4 @@
-import { BODY_LIMIT_BYTES } from './routes.js';
+import { BODY_LIMIT_BYTES, LARGE_BODY_MAX_BYTES, LARGE_BODY_POOL_BYTES } from './routes.js';
 
 /**
  * Every error this service answers with, in one place: the stable code (shared by HTTP responses, logs and
@@ -43,7 +43,9 @@ export const errorCatalog = {
   },
   ERR_BODY_TOO_LARGE: {
     status: 413,
-    message: `The body exceeds ${BODY_LIMIT_BYTES / 1024} KiB; ZITADEL session payloads are far smaller. Check the target binding.`,
+    message:
+      `The body exceeds ${LARGE_BODY_MAX_BYTES / 1024} KiB, or ${BODY_LIMIT_BYTES / 1024} KiB without a Content-Length or while ` +
+      `${LARGE_BODY_POOL_BYTES / (1024 * 1024)} MiB of other large bodies are being read; ZITADEL session payloads are far smaller. Check the target binding.`,
   },
   ERR_BODY_NOT_JSON: {
     status: 400,

@@ -8,7 +8,7 @@ import { checkSignature } from './signature/verify.js';
 import { PayloadTypeMismatchError } from './payload-type/failures.js';
 import { bodyForm, type PayloadType } from './payload-type/form.js';
 
-import { BODY_LIMIT_BYTES, WEBHOOK_PATH } from './routes.js';
+import { BODY_LIMIT_BYTES, LARGE_BODY_MAX_BYTES, LARGE_BODY_POOL_BYTES, WEBHOOK_PATH } from './routes.js';
 import { bodyReader } from './body-reader.js';
 
 export interface WebhookOptions {
@@ -38,7 +38,7 @@ export interface PayloadOpenerPort {
  */
 export const webhookRoutes: FastifyPluginCallback<WebhookOptions> = (app: FastifyInstance, options, done) => {
   app.removeAllContentTypeParsers();
-  app.addContentTypeParser('application/json', bodyReader(BODY_LIMIT_BYTES));
+  app.addContentTypeParser('application/json', bodyReader({ admitted: BODY_LIMIT_BYTES, max: LARGE_BODY_MAX_BYTES, pool: LARGE_BODY_POOL_BYTES }));
 
   const payloadType = options.payloadType ?? 'json';
   const opener = options.payloadOpener;

@@ -1,6 +1,12 @@
+import { EventEmitter } from 'node:events';
+import type { IncomingMessage } from 'node:http';
 import type { AddressInfo } from 'node:net';
+import { PassThrough } from 'node:stream';
+import type { FastifyRequest } from 'fastify';
 import t, { type Test } from 'tap';
-import { BODY_LIMIT_BYTES } from '../../src/routes.js';
+import { bodyReader } from '../../src/body-reader.js';
+import { BODY_LIMIT_BYTES, LARGE_BODY_MAX_BYTES, LARGE_BODY_POOL_BYTES } from '../../src/routes.js';
+import { goJsonStringify } from '../../src/simulator/go-json.js';
 import { signPayload } from '../../src/signature/sign.js';
 import { fixtureFor } from '../helpers/payloads.js';
 import { connect, exchange } from '../helpers/raw-http.js';
@@ -52,8 +58,8 @@ t.test('the limit: at it the body is read (and judged by its signature), over it
   const at = await exchange(port, head({ 'Content-Type': 'application/json', 'Content-Length': String(atLimit.length), 'ZITADEL-Signature': signature }), atLimit);
   t.match([at.status, at.body], [401, /ERR_SIGNATURE_MISMATCH/], 'read to the end, then refused for its signature');
 
-  const over = await exchange(port, head({ 'Content-Type': 'application/json', 'Content-Length': String(BODY_LIMIT_BYTES + 1), 'ZITADEL-Signature': signature }));
-  t.match([over.status, over.body], [413, /ERR_BODY_TOO_LARGE/], 'declared over the limit');
+  const over = await exchange(port, head({ 'Content-Type': 'application/json', 'Content-Length': String(LARGE_BODY_MAX_BYTES + 1), 'ZITADEL-Signature': signature }));
+  t.match([over.status, over.body], [413, /ERR_BODY_TOO_LARGE/], 'declared over the largest body read');
 
   const big = Buffer.alloc(BODY_LIMIT_BYTES + 1, 'a');
   const chunked = await exchange(port, head({ 'Content-Type': 'application/json', 'Transfer-Encoding': 'chunked', 'ZITADEL-Signature': signature }), `${big.length.toString(16)}\r\n`, big, '\r\n0\r\n\r\n');
@@ -77,4 +83,42 @@ t.test('a body that ends before its declared length is not taken for the whole',
   const response = await closed;
   t.notMatch(response, /^HTTP\/1\.1 204/, 'not enforced on a partial body');
   t.equal(stack.simulator.state.calls.length, 0, 'no ZITADEL call');
+});
+
+t.test('a real payload swollen past 64 KiB by escaped headers is still read and enforced (outside review of #15)', async (t) => {
+  // ZITADEL writes `&` as \u0026: 15,000 of them in a forwarded Referer make a SetSession of about 90 KB.
+  const { stack, port } = await listening(t);
+  const { state } = stack.simulator;
+  state.seedSession({ userId: 'alice', creationDate: new Date(Date.now() - 3_600_000), factors: { password: new Date(Date.now() - 3_600_000) } });
+  state.seedSession({ userId: 'alice', creationDate: new Date(Date.now() - 1_800_000), factors: { password: new Date(Date.now() - 1_800_000) } });
+  const session = state.seedSession({ userId: 'alice', factors: { password: new Date() } }).id;
+  const payload = JSON.parse(fixtureFor('02-password.set-session', session)) as Record<string, any>;
+  payload.request.userAgent = { header: { referer: { values: ['&'.repeat(15_000)] } } };
+  const body = Buffer.from(goJsonStringify(payload));
+  t.ok(body.length > BODY_LIMIT_BYTES && body.length <= LARGE_BODY_MAX_BYTES, `${body.length} bytes`);
+  const headers = { 'Content-Type': 'application/json', 'Content-Length': String(body.length), 'ZITADEL-Signature': signPayload(body, SIGNING_KEY) };
+  const answer = await exchange(port, head(headers), ...pieces(body, 16 * 1024));
+  t.equal(answer.status, 204, answer.body);
+  t.equal(state.activeSessionsOf('alice').length, 2, 'enforced: the oldest of three sessions evicted (limit 2)');
+});
+
+t.test('bodies over 64 KiB share one pool: a flood of large bodies is refused beyond it, and the pool comes back', async (t) => {
+  const read = bodyReader({ admitted: BODY_LIMIT_BYTES, max: LARGE_BODY_MAX_BYTES, pool: LARGE_BODY_POOL_BYTES });
+  /** Starts reading a request that declares `length` bytes and sends none: what the parser decided at once, if anything. */
+  const start = (length: number) => {
+    const raw = new EventEmitter();
+    const stream = new PassThrough();
+    let decided: Error | null | undefined;
+    read({ headers: { 'content-length': String(length) }, raw } as unknown as FastifyRequest, stream as unknown as IncomingMessage, (error) => (decided = error));
+    return { raw, stream, decided: () => decided };
+  };
+  const fits = LARGE_BODY_POOL_BYTES / LARGE_BODY_MAX_BYTES;
+  const held = Array.from({ length: fits }, () => start(LARGE_BODY_MAX_BYTES));
+  t.same(held.map((r) => r.decided()), held.map(() => undefined), `${fits} large bodies are being read`);
+  const refused = start(LARGE_BODY_MAX_BYTES).decided();
+  t.match(refused, { code: 'FST_ERR_CTP_BODY_TOO_LARGE' }, 'one more is refused at once, before its body');
+  t.equal(start(BODY_LIMIT_BYTES).decided(), undefined, 'a body within 64 KiB is always read');
+  held[0]!.raw.emit('close');
+  t.equal(start(LARGE_BODY_MAX_BYTES).decided(), undefined, 'once one is over, a large body is read again');
+  t.match(start(LARGE_BODY_MAX_BYTES).decided(), { code: 'FST_ERR_CTP_BODY_TOO_LARGE' }, 'and the pool is full again');
 });

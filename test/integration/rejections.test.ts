@@ -1,6 +1,6 @@
 import t, { type Test } from 'tap';
 import { buildApp } from '../../src/app.js';
-import { BODY_LIMIT_BYTES } from '../../src/routes.js';
+import { LARGE_BODY_MAX_BYTES } from '../../src/routes.js';
 import { createLogger } from '../../src/logger.js';
 import { signPayload } from '../../src/signature/sign.js';
 import { LogCapture, SIGNING_KEY } from '../helpers/stack.js';
@@ -34,7 +34,7 @@ async function app(t: Test) {
 
 t.test('415 and 413 are answered before the signature check: with no signature, a bad signature or a good one', async (t) => {
   const { app: instance, enforced, now } = await app(t);
-  const big = Buffer.alloc(BODY_LIMIT_BYTES + 1, 0x20);
+  const big = Buffer.alloc(LARGE_BODY_MAX_BYTES + 1, 0x20);
   const headersFor = (body: string | Buffer) => ({
     none: {},
     forged: { 'zitadel-signature': `t=${Math.floor(now() / 1000)},v1=${'0'.repeat(64)}` },

@@ -1,7 +1,7 @@
 import { Code } from '@connectrpc/connect';
 import t, { type Test } from 'tap';
 import type { SimulatorState } from '../../src/simulator/index.js';
-import { BODY_LIMIT_BYTES } from '../../src/routes.js';
+import { LARGE_BODY_MAX_BYTES } from '../../src/routes.js';
 import { fixtureFor } from '../helpers/payloads.js';
 import { signPayload } from '../../src/signature/sign.js';
 import { minutesAgo, SIGNING_KEY, startStack, type Stack } from '../helpers/stack.js';
@@ -143,7 +143,7 @@ t.test('HTTP-level errors: 415, 413, 400, 404, and /healthz', async (t) => {
   const none = await post({}, '{}');
   t.equal(none.statusCode, 415, 'no content type');
 
-  const big = Buffer.alloc(BODY_LIMIT_BYTES + 1, 0x20);
+  const big = Buffer.alloc(LARGE_BODY_MAX_BYTES + 1, 0x20);
   const tooLarge = await post({ 'content-type': 'application/json' }, big);
   t.equal(tooLarge.statusCode, 413);
   t.equal(tooLarge.json().error, 'ERR_BODY_TOO_LARGE');
