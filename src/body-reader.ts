@@ -1,5 +1,7 @@
 import type { IncomingMessage } from 'node:http';
 import { errorCodes, type FastifyRequest } from 'fastify';
+import { signatureRefusal } from './error-map.js';
+import { startVerifying } from './signature/verify.js';
 
 type Done = (error: Error | null, body?: Buffer) => void;
 
@@ -12,17 +14,29 @@ export interface BodyLimits {
   pool: number;
 }
 
+export interface StreamedSignature {
+  /** The webhook's signing keys (ZITADEL_SIGNING_KEYS). */
+  keys: readonly string[];
+  toleranceSeconds: number;
+  now: () => number;
+  /** The bodies whose signature the reader verified: the handler verifies every other body itself. */
+  verified: WeakSet<Buffer>;
+}
+
 /**
- * Reads a webhook's body into one Buffer of the declared Content-Length, copying each chunk in as it arrives.
- * Fastify's `parseAs: 'buffer'` keeps the chunks and joins them into a second copy at the end, so at the hard limit
- * (400 requests at once, issue 15) every body is held twice while it is joined. A chunked body (no Content-Length)
- * goes into one buffer of `admitted` bytes.
+ * Reads a webhook's body, keeping the socket's chunks as they arrive (no copy) and, with `signature`, feeding them to
+ * the ZITADEL-Signature HMACs as they stream in (issue 15). A body no `v1` matches is refused with the signature's
+ * own answer (ERR_SIGNATURE_MISMATCH, or stale/future when its time ran out meanwhile) without ever being joined, so a
+ * flood of forged bodies at the limit allocates each body once (the socket's chunks) rather than twice. A body that
+ * verifies is joined once and added to `signature.verified`; a body the reader could not verify (its header does not
+ * parse, or no `signature`) is joined and left to the handler, which verifies every body not in that set.
  *
  * A declared length over `admitted` and up to `max` is read only while the large bodies being read fit in `pool`: a real payload swollen by escaped headers gets through, and a flood of
  * large forged bodies holds at most `pool` more. The answers stay Fastify's: too large is FST_ERR_CTP_BODY_TOO_LARGE
- * (413), a body shorter than declared FST_ERR_CTP_INVALID_CONTENT_LENGTH.
+ * (413), a body shorter than declared FST_ERR_CTP_INVALID_CONTENT_LENGTH. A chunked body (no Content-Length) is read
+ * up to `admitted`.
  */
-export function bodyReader(limits: BodyLimits) {
+export function bodyReader(limits: BodyLimits, signature?: StreamedSignature) {
   let pooled = 0;
   return (request: FastifyRequest, payload: IncomingMessage, done: Done): void => {
     const header = request.headers['content-length'];
@@ -37,7 +51,18 @@ export function bodyReader(limits: BodyLimits) {
       // dropped right after the HMAC check; a signed one is held through its enforcement, uncounted by then.
       request.raw.once('close', () => (pooled -= declared));
     }
-    let body: Buffer | undefined;
+    const signatureHeader = request.headers['zitadel-signature'];
+    const started = signature
+      ? startVerifying({
+          header: Array.isArray(signatureHeader) ? signatureHeader.join(',') : signatureHeader,
+          keys: signature.keys,
+          toleranceSeconds: signature.toleranceSeconds,
+        })
+      : undefined;
+    // A header that does not parse: the body is read as is and the handler refuses it (the early refusal has already
+    // answered such a header unless the body came first, e.g. 413).
+    const verifier = started !== undefined && !('valid' in started) ? started : undefined;
+    const chunks: Buffer[] = [];
     let received = 0;
 
     const finish = (error: Error | null, result?: Buffer) => {
@@ -48,16 +73,20 @@ export function bodyReader(limits: BodyLimits) {
     };
     const onData = (chunk: Buffer | string) => {
       const bytes = typeof chunk === 'string' ? Buffer.from(chunk) : chunk;
-      const at = received;
       received += bytes.length;
       if (received > limit) return finish(new errorCodes.FST_ERR_CTP_BODY_TOO_LARGE());
-      bytes.copy((body ??= Buffer.allocUnsafe(limit)), at);
+      chunks.push(bytes);
+      verifier?.update(bytes);
     };
     const onEnd = () => {
       if (declared !== undefined && received !== declared) {
         return finish(new errorCodes.FST_ERR_CTP_INVALID_CONTENT_LENGTH());
       }
-      finish(null, body === undefined ? Buffer.alloc(0) : body.subarray(0, received));
+      const verdict = verifier?.verdict(signature!.now());
+      if (verdict !== undefined && !verdict.valid) return finish(signatureRefusal(verdict));
+      const body = Buffer.concat(chunks, received);
+      if (verdict !== undefined) signature!.verified.add(body);
+      finish(null, body);
     };
     const onError = (error: Error & { statusCode?: number }) => {
       if (!(typeof error.statusCode === 'number' && error.statusCode >= 400)) error.statusCode = 400;

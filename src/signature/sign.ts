@@ -1,11 +1,16 @@
-import { createHmac } from 'node:crypto';
+import { createHmac, type Hmac } from 'node:crypto';
+
+/** The HMAC of a `v1` entry before the body: keyed with the signing key, fed `<timestamp>.`; the body bytes follow. */
+export function startSignature(key: string, timestamp: number): Hmac {
+  return createHmac('sha256', key).update(`${timestamp}.`);
+}
 
 /**
  * The HMAC ZITADEL puts in a `v1` entry: HMAC-SHA256 keyed with the signing key's UTF-8 bytes over
  * `<timestamp>.<raw body bytes>` (pkg/actions/signing.go in ZITADEL).
  */
 export function computeSignature(key: string, timestamp: number, body: Uint8Array | string): Buffer {
-  return createHmac('sha256', key).update(`${timestamp}.`).update(body).digest();
+  return startSignature(key, timestamp).update(body).digest();
 }
 
 export interface SignOptions {

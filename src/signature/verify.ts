@@ -1,5 +1,5 @@
 import { timingSafeEqual } from 'node:crypto';
-import { computeSignature } from './sign.js';
+import { startSignature } from './sign.js';
 
 export interface ParsedSignatureHeader {
   timestamp: number;
@@ -85,11 +85,56 @@ export interface VerifyOptions {
 export function checkSignatureHeader(options: Omit<VerifyOptions, 'body' | 'keys'>): ParsedSignatureHeader | SignatureRefusal {
   const parsed = parse(options.header);
   if ('valid' in parsed) return parsed;
+  return outsideWindow(parsed.timestamp, options) ?? parsed;
+}
+
+/** Stale or future at `options.now`; undefined when the timestamp is within the window. */
+function outsideWindow(timestamp: number, options: Omit<VerifyOptions, 'body' | 'keys' | 'header'>): SignatureRefusal | undefined {
   const nowSeconds = (options.now ?? Date.now()) / 1000;
   const futureSkew = options.futureSkewSeconds ?? Math.min(60, options.toleranceSeconds);
-  if (nowSeconds - parsed.timestamp > options.toleranceSeconds) return refused('stale');
-  if (parsed.timestamp - nowSeconds > futureSkew) return refused('future');
-  return parsed;
+  if (nowSeconds - timestamp > options.toleranceSeconds) return refused('stale');
+  if (timestamp - nowSeconds > futureSkew) return refused('future');
+  return undefined;
+}
+
+/** A signature verified as its body streams in: `update` with each piece of the raw body, then `verdict` once. */
+export interface SignatureVerifier {
+  update(bytes: Uint8Array): void;
+  /** Freshness at `now` (milliseconds), then whether a `v1` matches the bytes fed under any key. */
+  verdict(now?: number): SignatureVerdict;
+}
+
+/**
+ * Starts verifying a ZITADEL Actions v2 signature whose body is not read yet: the header's own refusal (missing,
+ * malformed) at once, else a verifier fed the body's pieces as they arrive (one HMAC per key over `<t>.<body>`), whose
+ * verdict checks the time window when the body is complete and compares every `v1` in constant time. `checkSignature`
+ * is this verifier fed the whole body at once.
+ */
+export function startVerifying(options: Omit<VerifyOptions, 'body' | 'now'>): SignatureVerifier | SignatureRefusal {
+  const { keys, toleranceSeconds } = options;
+  // Programming errors, not refusals: dangerous settings are impossible rather than silently "no check".
+  if (!(toleranceSeconds >= 1)) throw new RangeError('toleranceSeconds must be at least 1');
+  if (keys.length === 0) throw new RangeError('at least one signing key is needed');
+  const parsed = parse(options.header);
+  if ('valid' in parsed) return parsed;
+  const { timestamp, signatures } = parsed;
+  const hmacs = keys.map((key) => startSignature(key, timestamp));
+  return {
+    update(bytes) {
+      for (const hmac of hmacs) hmac.update(bytes);
+    },
+    verdict(now) {
+      const window = outsideWindow(timestamp, { ...options, ...(now === undefined ? {} : { now }) });
+      if (window) return window;
+      for (const hmac of hmacs) {
+        const expected = hmac.digest();
+        for (const candidate of signatures) {
+          if (candidate.length === expected.length && timingSafeEqual(candidate, expected)) return { valid: true, timestamp };
+        }
+      }
+      return refused('mismatch');
+    },
+  };
 }
 
 /**
@@ -98,21 +143,10 @@ export function checkSignatureHeader(options: Omit<VerifyOptions, 'body' | 'keys
  * where forged requests are common.
  */
 export function checkSignature(options: VerifyOptions): SignatureVerdict {
-  const { body, keys, toleranceSeconds } = options;
-  // Programming errors, not refusals: dangerous settings are impossible rather than silently "no check".
-  if (!(toleranceSeconds >= 1)) throw new RangeError('toleranceSeconds must be at least 1');
-  if (keys.length === 0) throw new RangeError('at least one signing key is needed');
-  const parsed = checkSignatureHeader(options);
-  if ('valid' in parsed) return parsed;
-  const { timestamp, signatures } = parsed;
-
-  for (const key of keys) {
-    const expected = computeSignature(key, timestamp, body);
-    for (const candidate of signatures) {
-      if (candidate.length === expected.length && timingSafeEqual(candidate, expected)) return { valid: true, timestamp };
-    }
-  }
-  return refused('mismatch');
+  const verifier = startVerifying(options);
+  if ('valid' in verifier) return verifier;
+  verifier.update(options.body);
+  return verifier.verdict(options.now);
 }
 
 /**

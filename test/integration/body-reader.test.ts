@@ -2,12 +2,13 @@ import { EventEmitter } from 'node:events';
 import type { IncomingMessage } from 'node:http';
 import type { AddressInfo } from 'node:net';
 import { PassThrough } from 'node:stream';
-import type { FastifyRequest } from 'fastify';
+import Fastify, { type FastifyRequest } from 'fastify';
 import t, { type Test } from 'tap';
 import { bodyReader } from '../../src/body-reader.js';
-import { BODY_LIMIT_BYTES, LARGE_BODY_MAX_BYTES, LARGE_BODY_POOL_BYTES } from '../../src/routes.js';
+import { BODY_LIMIT_BYTES, LARGE_BODY_MAX_BYTES, LARGE_BODY_POOL_BYTES, WEBHOOK_PATH } from '../../src/routes.js';
 import { goJsonStringify } from '../../src/simulator/go-json.js';
 import { signPayload } from '../../src/signature/sign.js';
+import { webhookRoutes } from '../../src/webhook.js';
 import { fixtureFor } from '../helpers/payloads.js';
 import { connect, exchange } from '../helpers/raw-http.js';
 import { SIGNING_KEY, startStack } from '../helpers/stack.js';
@@ -121,4 +122,71 @@ t.test('bodies over 64 KiB share one pool: a flood of large bodies is refused be
   held[0]!.raw.emit('close');
   t.equal(start(LARGE_BODY_MAX_BYTES).decided(), undefined, 'once one is over, a large body is read again');
   t.match(start(LARGE_BODY_MAX_BYTES).decided(), { code: 'FST_ERR_CTP_BODY_TOO_LARGE' }, 'and the pool is full again');
+});
+
+/** Issue 15: the HMAC is computed as the body streams in, so that a forged body is never joined. */
+const streamed = (verified = new WeakSet<Buffer>()) => ({ keys: [SIGNING_KEY], toleranceSeconds: 300, now: () => Date.now(), verified });
+
+/** Feeds `body` to a reader in pieces of `size` bytes: what it decided (error, body). */
+async function readThrough(read: ReturnType<typeof bodyReader>, headers: Record<string, string>, body: Buffer, size: number) {
+  const stream = new PassThrough();
+  const decided = new Promise<{ error: Error | null; body: Buffer | undefined }>((resolve) =>
+    read({ headers, raw: new EventEmitter() } as unknown as FastifyRequest, stream as unknown as IncomingMessage, (error, result) => resolve({ error, body: result })),
+  );
+  for (const piece of pieces(body, size)) stream.write(piece);
+  stream.end();
+  return decided;
+}
+
+t.test('the reader verifies the signature as the body streams in: a forged body is refused without being joined', async (t) => {
+  const verified = new WeakSet<Buffer>();
+  const read = bodyReader({ admitted: BODY_LIMIT_BYTES, max: LARGE_BODY_MAX_BYTES, pool: LARGE_BODY_POOL_BYTES }, streamed(verified));
+  const body = Buffer.alloc(BODY_LIMIT_BYTES, 'a');
+  const forged = await readThrough(read, { 'content-length': String(body.length), 'zitadel-signature': signPayload(body, 'wrong-key') }, body, 16 * 1024);
+  t.match(forged.error, { code: 'ERR_SIGNATURE_MISMATCH', statusCode: 401 }, 'refused by the reader, with the same answer as the handler gives');
+  t.equal(forged.body, undefined, 'no body handed on');
+
+  const signed = await readThrough(read, { 'content-length': String(body.length), 'zitadel-signature': signPayload(body, SIGNING_KEY) }, body, 16 * 1024);
+  t.equal(signed.error, null);
+  t.ok(signed.body?.equals(body), 'the exact bytes, joined once');
+  t.ok(verified.has(signed.body!), 'marked verified: the handler does not verify it again');
+
+  const unsigned = await readThrough(read, { 'content-length': String(body.length) }, body, 16 * 1024);
+  t.equal(unsigned.error, null, 'a header the reader cannot verify with is left to the handler');
+  t.notOk(verified.has(unsigned.body!), 'not marked: the handler verifies it (and refuses it)');
+
+  const plain = await readThrough(bodyReader({ admitted: BODY_LIMIT_BYTES, max: LARGE_BODY_MAX_BYTES, pool: LARGE_BODY_POOL_BYTES }), { 'content-length': String(body.length), 'zitadel-signature': signPayload(body, 'wrong-key') }, body, 16 * 1024);
+  t.ok(plain.body?.equals(body), 'without the signature options the body is read as is (the handler verifies)');
+});
+
+t.test('a forged body is refused on every path: declared, declared over 64 KiB (the pool), chunked, and by the handler', async (t) => {
+  const { stack, port } = await listening(t);
+  const forge = (body: Buffer) => signPayload(body, 'another-key-than-the-service-holds-00');
+  const small = Buffer.from(JSON.stringify({ fullMethod: '/zitadel.session.v2.SessionService/SetSession', padding: 'x'.repeat(2000) }));
+  const declared = await exchange(port, head({ 'Content-Type': 'application/json', 'Content-Length': String(small.length), 'ZITADEL-Signature': forge(small) }), ...pieces(small, 300));
+  t.match([declared.status, declared.body], [401, /ERR_SIGNATURE_MISMATCH/], 'declared length, in pieces');
+
+  const large = Buffer.alloc(BODY_LIMIT_BYTES + 10_000, 'a');
+  const pooled = await exchange(port, head({ 'Content-Type': 'application/json', 'Content-Length': String(large.length), 'ZITADEL-Signature': forge(large) }), ...pieces(large, 16 * 1024));
+  t.match([pooled.status, pooled.body], [401, /ERR_SIGNATURE_MISMATCH/], 'declared over 64 KiB, read in the pool');
+
+  const chunks = pieces(small, 100).flatMap((piece) => [`${piece.length.toString(16)}\r\n`, piece, '\r\n']);
+  const chunked = await exchange(port, head({ 'Content-Type': 'application/json', 'Transfer-Encoding': 'chunked', 'ZITADEL-Signature': forge(small) }), ...chunks, '0\r\n\r\n');
+  t.match([chunked.status, chunked.body], [401, /ERR_SIGNATURE_MISMATCH/], 'chunked');
+
+  // The handler's path: a body the reader did not verify (here, the webhook routes alone, without the early refusal
+  // that would answer a missing header before the body).
+  const bare = Fastify();
+  t.teardown(() => bare.close());
+  let enforced = 0;
+  await bare.register(webhookRoutes, {
+    enforcer: { enforce: async () => (enforced++, Promise.reject(new Error('must not be reached'))) },
+    signingKeys: [SIGNING_KEY],
+    signatureToleranceSeconds: 300,
+    now: () => Date.now(),
+  });
+  const unverified = await bare.inject({ method: 'POST', url: WEBHOOK_PATH, headers: { 'content-type': 'application/json' }, payload: small });
+  t.match([unverified.statusCode, unverified.body], [401, /ERR_SIGNATURE_MISSING/], 'refused by the handler');
+  t.equal(enforced, 0, 'nothing enforced');
+  t.equal(stack.simulator.state.calls.length, 0, 'no ZITADEL call on any path');
 });
