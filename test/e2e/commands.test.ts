@@ -7,6 +7,7 @@ import { signPayload } from '../../src/signature/sign.js';
 import { DEFAULT_SIMULATOR_TOKEN, ZitadelSimulator } from '../../src/simulator/index.js';
 import { fixtureFor } from '../helpers/payloads.js';
 import { minutesAgo, SIGNING_KEY } from '../helpers/stack.js';
+import { serviceEnv } from '../helpers/service-env.js';
 
 type Service = Started;
 
@@ -102,14 +103,7 @@ t.test('SIGTERM during an enforcement lets it finish, then exits 0 (node dist/ma
   const fresh = state.seedSession({ userId: 'u', factors: { password: new Date() } }).id;
   state.latencyMs.DeleteSession = 1500;
 
-  const service = startChild(process.execPath, ['dist/main.js'], {
-    ZITADEL_URL: simulator.url,
-    ZITADEL_TOKEN: DEFAULT_SIMULATOR_TOKEN,
-    ZITADEL_SIGNING_KEYS: SIGNING_KEY,
-    SESSION_LIMIT: '1',
-    PORT: '0',
-    HOST: '127.0.0.1',
-  });
+  const service = startChild(process.execPath, ['dist/main.js'], serviceEnv(simulator.url, { SESSION_LIMIT: '1' }));
   const { child, exited } = service;
   t.teardown(() => void child.kill('SIGKILL'));
   const url = await waitFor('the listening line', () => /Server listening at (http:\/\/127\.0\.0\.1:\d+)/.exec(service.stdout())?.[1], service);

@@ -7,6 +7,7 @@ import { fixtureFor } from '../helpers/payloads.js';
 import { runCli, startProcess } from '../helpers/processes.js';
 import { startReceiver, type Received } from '../helpers/receiver.js';
 import { minutesAgo, SIGNING_KEY } from '../helpers/stack.js';
+import { serviceEnv } from '../helpers/service-env.js';
 
 /** Eviction events from processes started as users start them (the built CLI and dist/main.js). */
 
@@ -59,17 +60,12 @@ t.test('SIGTERM with an event the receiver has not answered: the shutdown window
   const receiver = await verifyingReceiver(SECRET, new Promise(() => {}));
   t.teardown(() => receiver.close());
 
-  const service = startProcess(process.execPath, ['dist/main.js'], {
-    ZITADEL_URL: simulator.url,
-    ZITADEL_TOKEN: DEFAULT_SIMULATOR_TOKEN,
-    ZITADEL_SIGNING_KEYS: SIGNING_KEY,
+  const service = startProcess(process.execPath, ['dist/main.js'], serviceEnv(simulator.url, {
     SESSION_LIMIT: '1',
-    PORT: '0',
-    HOST: '127.0.0.1',
     SHUTDOWN_TIMEOUT_MS: '1500',
     EVENTS_URL: receiver.url,
     EVENTS_SECRET: SECRET,
-  });
+  }));
   t.teardown(() => void service.child.kill('SIGKILL'));
   const url = await new Promise<string>((resolve, reject) => {
     service.child.stdout!.on('data', () => {

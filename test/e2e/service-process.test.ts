@@ -2,8 +2,8 @@ import { existsSync, readdirSync, readFileSync } from 'node:fs';
 import net from 'node:net';
 import t, { type Test } from 'tap';
 import { startProcess } from '../helpers/processes.js';
-import { DEFAULT_SIMULATOR_TOKEN, ZitadelSimulator } from '../../src/simulator/index.js';
-import { SIGNING_KEY } from '../helpers/stack.js';
+import { ZitadelSimulator } from '../../src/simulator/index.js';
+import { serviceEnv } from '../helpers/service-env.js';
 
 // How the service process behaves as a process: ports it cannot bind, and stopping with the npm that started it.
 
@@ -26,10 +26,6 @@ async function occupiedPort(t: Test): Promise<number> {
   await new Promise<void>((resolve) => blocker.listen(0, '127.0.0.1', resolve));
   t.teardown(() => new Promise<void>((resolve) => blocker.close(() => resolve())));
   return (blocker.address() as net.AddressInfo).port;
-}
-
-function serviceEnv(url: string, more: Record<string, string> = {}): Record<string, string> {
-  return { ZITADEL_URL: url, ZITADEL_TOKEN: DEFAULT_SIMULATOR_TOKEN, ZITADEL_SIGNING_KEYS: SIGNING_KEY, HOST: '127.0.0.1', PORT: '0', ...more };
 }
 
 t.before(() => {

@@ -1,5 +1,6 @@
 import t, { type Test } from 'tap';
 import { ZitadelSimulator } from '../../src/simulator/index.js';
+import { restCaller } from '../helpers/simulator-rest.js';
 
 const CREATE = '/zitadel.session.v2.SessionService/CreateSession';
 
@@ -7,14 +8,7 @@ async function setup(t: Test) {
   const simulator = new ZitadelSimulator({ tokens: { owner: ['action.target.read', 'action.target.write', 'action.target.delete', 'action.execution.read', 'action.execution.write'], reader: ['action.target.read'] } });
   await simulator.listen();
   t.teardown(() => simulator.close());
-  const call = async (method: string, path: string, body?: unknown, token = 'owner') => {
-    const response = await fetch(`${simulator.url}${path}`, {
-      method,
-      headers: { authorization: `Bearer ${token}`, 'content-type': 'application/json' },
-      body: body === undefined ? undefined : JSON.stringify(body),
-    });
-    return { status: response.status, json: (await response.json()) as Record<string, any> };
-  };
+  const call = restCaller(simulator.url);
   return { simulator, call };
 }
 

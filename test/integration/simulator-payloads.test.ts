@@ -9,6 +9,7 @@ import { ALL_PERMISSIONS, LOGIN_CLIENT_PERMISSIONS, WEB_KEYS_PATH, ZitadelSimula
 import { ActionApi } from '../../src/zitadel/action-api.js';
 import { startReceiver } from '../helpers/receiver.js';
 import { codeOf } from '../helpers/outcomes.js';
+import { restCaller } from '../helpers/simulator-rest.js';
 
 /**
  * Payload types in the simulator (ZITADEL v4.8+, docs/zitadel-behaviour.md#payload-types-json-jwt-jwe): targets'
@@ -34,14 +35,7 @@ async function setup(t: Test, options: SimulatorOptions = {}) {
     await simulator.close();
     await receiver.close();
   });
-  const call = async (method: string, path: string, body?: unknown, token = 'owner') => {
-    const response = await fetch(`${simulator.url}${path}`, {
-      method,
-      headers: { authorization: `Bearer ${token}`, 'content-type': 'application/json' },
-      body: body === undefined ? undefined : JSON.stringify(body),
-    });
-    return { status: response.status, json: (await response.json()) as Record<string, any> };
-  };
+  const call = restCaller(simulator.url);
   const user = simulator.state.addUser({ loginName: 'alice@example.com', password: 'correct horse' });
   const client = createSessionServiceClient(createServerTransport('login', { baseUrl: simulator.url }));
   const login = () => client.createSession({ checks: { user: { search: { case: 'userId', value: user.id } }, password: { password: 'correct horse' } } });
